@@ -1,0 +1,756 @@
+"""The typed configuration, built once from TOML by the loader that also reports every mistake.
+
+Every key is documented in README.md and config/example.toml. Relative file paths are resolved
+against the config file's folder. Components receive the section they need, never the raw TOML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway import secrets
+from gateway.config_errors import Collector, ConfigError, ConfigIssue
+
+SITE_ID = re.compile(r"^[a-z0-9-]{3,64}$")
+DEVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+HEX32 = re.compile(r"^[0-9A-Fa-f]{32}$")
+EOJ_RE = re.compile(r"^[0-9A-Fa-f]{6}$")
+
+DIALECTS = ("bp35a1", "bp35c0", "rl7023", "auto")
+DEVICE_KINDS = ("battery", "pv", "ev", "water_heater", "aircon")
+PROTOCOLS = ("echonet", "modbus")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+MQTT_PROTOCOLS = ("5", "3.1.1")
+#: ECHONET classes that may serve each device kind; an eoj of another class is a typo.
+KIND_CLASSES: dict[str, tuple[int, ...]] = {
+    "battery": (0x027D,),
+    "pv": (0x0279,),
+    "ev": (0x027E, 0x02A1),
+    "water_heater": (0x026B,),
+    "aircon": (0x0130,),
+}
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    id: str
+    timezone: str = "Asia/Tokyo"
+    fit: bool = False
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    url: str
+    client_id: str
+    topic_prefix: str = "chisan/v1"
+    keepalive_s: int = 60
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    protocol: str = "5"
+    session_expiry_s: int = 7 * 24 * 3600
+    telemetry_s: float = 10.0
+    ack_timeout_s: float = 60.0
+    resend_per_s: float = 50.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 300.0
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True)
+class BrouteConfig:
+    port: str
+    id: str
+    password_file: Path
+    dialect: str = "auto"
+    poll_s: float = 10.0
+    baudrate: int = 115200
+    timeout_s: float = 10.0
+    retries: int = 3
+    min_interval_s: float = 2.0
+    scan_durations: tuple[int, ...] = (6, 7, 8)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    name: str
+    kind: str
+    protocol: str
+    host: str | None = None
+    eoj: str | None = None
+    port: int | None = None
+    serial: str | None = None
+    baudrate: int = 9600
+    unit_id: int = 1
+    sunspec: bool = False
+    registers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    poll_s: float = 10.0
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    soc_reserve_pct: float = 30
+    soc_max_pct: float = 95
+    export_limit_w: int = 4500
+    breaker_a: int = 60
+    breaker_margin_a: float = 5.0
+    meter_stale_s: float = 60.0
+    failsafe_hysteresis_s: float = 120.0
+    min_dwell_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = Path("/var/lib/chisan/chisan.db")
+    backfill_days: int = 7
+    key_file: Path | None = None
+
+    @property
+    def site_key(self) -> Path:
+        return self.key_file or self.path.parent / "site-ed25519.pem"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class EchonetConfig:
+    bind: str = "0.0.0.0"
+    multicast_interface: str = "0.0.0.0"
+    timeout_s: float = 3.0
+    retries: int = 2
+    max_properties: int = 10
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    public_key_file: Path | None = None
+    require_signature: bool = True
+    issued_at_window_s: float = 600.0
+    max_payload_bytes: int = 16384
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    socket: Path = Path("/run/chisan/control.sock")
+    reassert_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    site: SiteConfig
+    mqtt: MqttConfig
+    broute: BrouteConfig | None
+    devices: tuple[DeviceConfig, ...]
+    limits: LimitsConfig
+    store: StoreConfig
+    log: LogConfig
+    echonet: EchonetConfig
+    commands: CommandsConfig
+    control: ControlConfig
+
+
+# --------------------------------------------------------------------------------------------
+# Typed extraction with error collection
+
+
+class _Table:
+    """Reads typed values out of one TOML table, recording every problem in the collector."""
+
+    def __init__(self, col: Collector, path: str, data: Any, base: Path) -> None:
+        self.col = col
+        self.path = path
+        self.base = base
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            col.expected(path, "a table", data)
+            data = {}
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def _get(self, name: str, required: bool) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            if required:
+                self.col.add(self.key(name), "missing required key")
+            return None
+        return self.data[name]
+
+    def string(
+        self,
+        name: str,
+        default: str | None = None,
+        *,
+        required: bool = False,
+        choices: tuple[str, ...] | None = None,
+        pattern: re.Pattern[str] | None = None,
+        what: str = "",
+    ) -> str | None:
+        value = self._get(name, required)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.col.expected(self.key(name), "a string", value)
+            return default
+        if choices is not None and value not in choices:
+            self.col.expected(self.key(name), "one of " + " | ".join(choices), value)
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.col.expected(self.key(name), what or f"a string matching {pattern.pattern}", value)
+            return default
+        return value
+
+    def boolean(self, name: str, default: bool, *, required: bool = False) -> bool:
+        value = self._get(name, required)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.col.expected(self.key(name), "true or false", value)
+            return default
+        return value
+
+    def integer(
+        self,
+        name: str,
+        default: int | None,
+        *,
+        lo: int | None = None,
+        hi: int | None = None,
+        required: bool = False,
+    ) -> int | None:
+        value = self._get(name, required)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.col.expected(self.key(name), f"an integer{_range(lo, hi)}", value)
+            return default
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            self.col.expected(self.key(name), f"an integer{_range(lo, hi)}", value)
+            return default
+        return value
+
+    def number(
+        self,
+        name: str,
+        default: float | None,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        positive: bool = False,
+        required: bool = False,
+    ) -> float | None:
+        value = self._get(name, required)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.col.expected(self.key(name), f"a number{_range(lo, hi, positive)}", value)
+            return default
+        bad = (lo is not None and value < lo) or (hi is not None and value > hi)
+        if bad or (positive and value <= 0):
+            self.col.expected(self.key(name), f"a number{_range(lo, hi, positive)}", value)
+            return default
+        return float(value) if isinstance(value, float) else value
+
+    def file(self, name: str, *, required: bool = False, secret: bool = False) -> Path | None:
+        """A path that must exist; secret files must also be private (0600)."""
+        raw = self.string(name, required=required)
+        if raw is None:
+            return None
+        if not raw:
+            self.col.expected(self.key(name), "a file path", raw)
+            return None
+        path = Path(raw).expanduser()
+        if not path.is_absolute():
+            path = (self.base / path).resolve()
+        real, managed = secrets.resolve(path)
+        if not real.exists():
+            self.col.add(self.key(name), f"file not found: {path}")
+        elif not real.is_file():
+            self.col.add(self.key(name), f"not a regular file: {path}")
+        elif secret and not managed:
+            problem = secrets.check_private(real)
+            if problem:
+                self.col.add(self.key(name), f"secret file {real} is {problem}")
+        return path
+
+    def path_value(self, name: str, default: Path) -> Path:
+        raw = self.string(name)
+        if raw is None:
+            return default
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    def forbid(self, name: str, message: str) -> None:
+        if name in self.data:
+            self.used.add(name)
+            self.col.add(self.key(name), message)
+
+    def done(self) -> None:
+        self.col.unknown_keys(self.path, self.data, sorted(self.used))
+
+
+def _range(lo: float | None, hi: float | None, positive: bool = False) -> str:
+    if lo is not None and hi is not None:
+        return f" {lo}-{hi}"
+    if lo is not None:
+        return f" >= {lo}"
+    if hi is not None:
+        return f" <= {hi}"
+    return " > 0" if positive else ""
+
+
+_SECRET_IN_MAIN = "secrets are not allowed in the config file; put it in its own file (0600) "
+
+
+def _site(col: Collector, raw: dict[str, Any], base: Path) -> SiteConfig:
+    t = _Table(col, "site", raw.get("site"), base)
+    if "site" not in raw:
+        col.add("site", "missing required table [site]")
+    sid = t.string("id", "invalid", required=True, pattern=SITE_ID, what="3-64 of a-z 0-9 -")
+    tz = t.string("timezone", "Asia/Tokyo")
+    if tz is not None:
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            t.col.expected("site.timezone", 'an IANA time zone such as "Asia/Tokyo"', tz)
+    fit = t.boolean("fit", False, required=True)
+    t.done()
+    return SiteConfig(id=sid or "invalid", timezone=tz or "Asia/Tokyo", fit=fit)
+
+
+def _mqtt(col: Collector, raw: dict[str, Any], base: Path, site_id: str) -> MqttConfig:
+    t = _Table(col, "mqtt", raw.get("mqtt"), base)
+    if "mqtt" not in raw:
+        col.add("mqtt", "missing required table [mqtt]")
+    url = t.string("url", "mqtt://127.0.0.1:1883", required=True) or "mqtt://127.0.0.1:1883"
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+        valid = parts.scheme in ("mqtt", "mqtts") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid:
+        col.expected("mqtt.url", "mqtt://HOST[:PORT] or mqtts://HOST[:PORT]", url)
+    client_id = t.string("client_id", site_id) or site_id
+    prefix = t.string("topic_prefix", "chisan/v1") or "chisan/v1"
+    if any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/"):
+        col.expected("mqtt.topic_prefix", "a topic without wildcards or leading/trailing /", prefix)
+    keepalive = t.integer("keepalive_s", 60, lo=5, hi=3600) or 60
+    ca = t.file("ca_file")
+    cert = t.file("cert_file")
+    key = t.file("key_file", secret=True)
+    if url.startswith("mqtts://") and ca is None and "ca_file" not in t.data:
+        col.add("mqtt.ca_file", "mqtts:// requires ca_file (the broker's CA certificate)")
+    if (cert is None) != (key is None) and not ("cert_file" in t.data and "key_file" in t.data):
+        col.add("mqtt.cert_file", "cert_file and key_file go together (client-certificate TLS)")
+    if (cert or key) and not url.startswith("mqtts://"):
+        col.add("mqtt.url", "client certificates need an mqtts:// url")
+    username = t.string("username")
+    password_file = t.file("password_file", secret=True)
+    t.forbid("password", _SECRET_IN_MAIN + "and name it in mqtt.password_file")
+    protocol = t.string("protocol", "5", choices=MQTT_PROTOCOLS) or "5"
+    expiry = t.integer("session_expiry_s", 7 * 24 * 3600, lo=0, hi=0xFFFFFFFF)
+    telemetry = t.number("telemetry_s", 10.0, lo=1, hi=3600)
+    ack_timeout = t.number("ack_timeout_s", 60.0, lo=1, hi=86400)
+    resend = t.number("resend_per_s", 50.0, positive=True)
+    rmin = t.number("reconnect_min_s", 1.0, positive=True)
+    rmax = t.number("reconnect_max_s", 300.0, positive=True)
+    if rmin is not None and rmax is not None and rmax < rmin:
+        col.add("mqtt.reconnect_max_s", f"must be >= reconnect_min_s ({rmin}), found {rmax}")
+    t.done()
+    return MqttConfig(
+        url=url,
+        client_id=client_id,
+        topic_prefix=prefix,
+        keepalive_s=keepalive,
+        ca_file=ca,
+        cert_file=cert,
+        key_file=key,
+        username=username,
+        password_file=password_file,
+        protocol=protocol,
+        session_expiry_s=expiry if expiry is not None else 7 * 24 * 3600,
+        telemetry_s=telemetry or 10.0,
+        ack_timeout_s=ack_timeout or 60.0,
+        resend_per_s=resend or 50.0,
+        reconnect_min_s=rmin or 1.0,
+        reconnect_max_s=rmax or 300.0,
+    )
+
+
+def _broute(col: Collector, raw: dict[str, Any], base: Path) -> BrouteConfig | None:
+    if "broute" not in raw:
+        return None
+    t = _Table(col, "broute", raw.get("broute"), base)
+    port = t.string("port", "/dev/ttyUSB0", required=True) or "/dev/ttyUSB0"
+    dialect = t.string("dialect", "auto", choices=DIALECTS) or "auto"
+    bid = t.string("id", "", required=True, pattern=HEX32, what="32 hexadecimal characters")
+    pwd = t.file("password_file", required=True, secret=True)
+    t.forbid("password", _SECRET_IN_MAIN + "and name it in broute.password_file")
+    if pwd is not None:
+        _check_broute_password(col, pwd)
+    poll = t.number("poll_s", 10.0, lo=5, hi=3600)
+    baud = t.integer("baudrate", 115200, lo=1200, hi=921600)
+    timeout = t.number("timeout_s", 10.0, lo=1, hi=120)
+    retries = t.integer("retries", 3, lo=0, hi=10)
+    interval = t.number("min_interval_s", 2.0, lo=0, hi=60)
+    durations = t._get("scan_durations", False)
+    scan: tuple[int, ...] = (6, 7, 8)
+    if durations is not None:
+        ok = (
+            isinstance(durations, list)
+            and durations
+            and all(
+                isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 14 for d in durations
+            )
+        )
+        if ok:
+            scan = tuple(durations)
+        else:
+            col.expected("broute.scan_durations", "a non-empty array of integers 1-14", durations)
+    t.done()
+    return BrouteConfig(
+        port=port,
+        id=(bid or "").upper(),
+        password_file=pwd or Path("/nonexistent"),
+        dialect=dialect,
+        poll_s=poll or 10.0,
+        baudrate=baud or 115200,
+        timeout_s=timeout or 10.0,
+        retries=retries if retries is not None else 3,
+        min_interval_s=interval if interval is not None else 2.0,
+        scan_durations=scan,
+    )
+
+
+def _check_broute_password(col: Collector, path: Path) -> None:
+    """The grid operator issues a 12-character password; a file holding anything else is a typo."""
+    real, managed = secrets.resolve(path)
+    if not real.is_file() or (not managed and secrets.check_private(real)):
+        return
+    try:
+        value = real.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        col.add("broute.password_file", f"cannot read {real} as text")
+        return
+    if len(value) != 12 or not value.isascii() or not value.isprintable() or " " in value:
+        col.add(
+            "broute.password_file",
+            f"expected the 12-character B-route password in {real}, found {len(value)} characters",
+        )
+
+
+def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceConfig, ...]:
+    items = raw.get("device", [])
+    if not isinstance(items, list):
+        col.expected("device", "an array of tables [[device]]", items)
+        return ()
+    seen: dict[str, int] = {}
+    out: list[DeviceConfig] = []
+    for i, item in enumerate(items):
+        t = _Table(col, f"device[{i}]", item, base)
+        name = t.string(
+            "name",
+            f"device{i}",
+            required=True,
+            pattern=DEVICE_NAME,
+            what="1-32 of a-z 0-9 _ - starting with a letter or digit",
+        )
+        if name is not None and "name" in t.data:
+            if name in seen:
+                col.add(
+                    t.key("name"), f'duplicate device name "{name}" (also device[{seen[name]}])'
+                )
+            else:
+                seen[name] = i
+        kind = t.string("kind", None, required=True, choices=DEVICE_KINDS)
+        protocol = t.string("protocol", None, required=True, choices=PROTOCOLS)
+        host = t.string("host")
+        eoj = t.string("eoj")
+        port_raw = t._get("port", False)
+        serial = t.string("serial")
+        unit_id = t.integer("unit_id", 1, lo=0, hi=255)
+        sunspec = t.boolean("sunspec", False)
+        baud = t.integer("baudrate", 9600, lo=1200, hi=921600)
+        registers = t._get("registers", False)
+        poll = t.number("poll_s", 10.0, lo=1, hi=3600)
+        enabled = t.boolean("enabled", True)
+        port: int | None = None
+        if port_raw is not None:
+            if (
+                isinstance(port_raw, int)
+                and not isinstance(port_raw, bool)
+                and 1 <= port_raw <= 65535
+            ):
+                port = port_raw
+            else:
+                col.expected(t.key("port"), "a TCP port 1-65535", port_raw)
+        if host is not None:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                if not re.match(r"^[A-Za-z0-9.-]{1,253}$", host):
+                    col.expected(t.key("host"), "an IP address or host name", host)
+        if protocol == "echonet":
+            if host is None and "host" not in t.data:
+                col.add(t.key("host"), "missing required key (echonet devices need host)")
+            if eoj is None and "eoj" not in t.data:
+                col.add(t.key("eoj"), "missing required key (echonet devices need eoj)")
+            elif eoj is not None:
+                if not EOJ_RE.match(eoj):
+                    col.expected(t.key("eoj"), '6 hexadecimal digits such as "027D01"', eoj)
+                    eoj = None
+                else:
+                    eoj = eoj.upper()
+                    cls = int(eoj[:4], 16)
+                    if kind in KIND_CLASSES and cls not in KIND_CLASSES[kind]:
+                        want = " or ".join(f"{c:04X}xx" for c in KIND_CLASSES[kind])
+                        col.add(t.key("eoj"), f'a {kind} has class {want}, found "{eoj}"')
+                    if eoj[4:] == "00":
+                        col.expected(t.key("eoj"), "an instance 01-7F (00 addresses all)", eoj)
+            for key in ("port", "serial", "unit_id", "sunspec", "registers", "baudrate"):
+                if key in t.data:
+                    col.add(t.key(key), 'only valid for protocol = "modbus"')
+        elif protocol == "modbus":
+            if "eoj" in t.data:
+                col.add(t.key("eoj"), 'an eoj is only valid for protocol = "echonet"')
+            if host is None and serial is None:
+                col.add(t.key("host"), "modbus devices need host (TCP) or serial (RTU)")
+            if host is not None and serial is not None:
+                col.add(t.key("serial"), "give host (TCP) or serial (RTU), not both")
+            if registers is not None and not isinstance(registers, dict):
+                col.expected(t.key("registers"), "a table of register definitions", registers)
+                registers = None
+            if not sunspec and not registers:
+                col.add(t.key("sunspec"), "modbus devices need sunspec = true or a register map")
+        t.done()
+        out.append(
+            DeviceConfig(
+                name=name or f"device{i}",
+                kind=kind or "battery",
+                protocol=protocol or "echonet",
+                host=host,
+                eoj=eoj,
+                port=port if port is not None else (502 if protocol == "modbus" else None),
+                serial=serial,
+                baudrate=baud or 9600,
+                unit_id=unit_id if unit_id is not None else 1,
+                sunspec=sunspec,
+                registers=dict(registers or {}),
+                poll_s=poll or 10.0,
+                enabled=enabled,
+            )
+        )
+    return tuple(out)
+
+
+def _limits(col: Collector, raw: dict[str, Any], base: Path) -> LimitsConfig:
+    t = _Table(col, "limits", raw.get("limits"), base)
+    d = LimitsConfig()
+    reserve = t.number("soc_reserve_pct", d.soc_reserve_pct, lo=0, hi=100)
+    soc_max = t.number("soc_max_pct", d.soc_max_pct, lo=0, hi=100)
+    export = t.integer("export_limit_w", d.export_limit_w, lo=0)
+    breaker = t.integer("breaker_a", d.breaker_a, lo=10, hi=120)
+    margin = t.number("breaker_margin_a", d.breaker_margin_a, lo=0, hi=50)
+    stale = t.number("meter_stale_s", d.meter_stale_s, lo=5, hi=3600)
+    hyst = t.number("failsafe_hysteresis_s", d.failsafe_hysteresis_s, lo=0, hi=3600)
+    dwell = t.number("min_dwell_s", d.min_dwell_s, lo=0, hi=3600)
+    if reserve is not None and soc_max is not None and soc_max <= reserve:
+        col.add(
+            "limits.soc_max_pct",
+            f"must be greater than limits.soc_reserve_pct ({_num(reserve)}), found {_num(soc_max)}",
+        )
+    if breaker is not None and margin is not None and margin >= breaker:
+        col.add("limits.breaker_margin_a", f"must be less than breaker_a ({breaker})")
+    t.done()
+    return LimitsConfig(
+        soc_reserve_pct=reserve if reserve is not None else d.soc_reserve_pct,
+        soc_max_pct=soc_max if soc_max is not None else d.soc_max_pct,
+        export_limit_w=export if export is not None else d.export_limit_w,
+        breaker_a=breaker or d.breaker_a,
+        breaker_margin_a=margin if margin is not None else d.breaker_margin_a,
+        meter_stale_s=stale or d.meter_stale_s,
+        failsafe_hysteresis_s=hyst if hyst is not None else d.failsafe_hysteresis_s,
+        min_dwell_s=dwell if dwell is not None else d.min_dwell_s,
+    )
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _store(col: Collector, raw: dict[str, Any], base: Path) -> StoreConfig:
+    t = _Table(col, "store", raw.get("store"), base)
+    path = t.path_value("path", StoreConfig.path)
+    days = t.integer("backfill_days", 7, lo=0, hi=99)
+    key = t.string("key_file")
+    key_path = None
+    if key is not None:
+        key_path = Path(key).expanduser()
+        if not key_path.is_absolute():
+            key_path = (base / key_path).resolve()
+        if key_path.exists():
+            problem = secrets.check_private(key_path)
+            if problem:
+                col.add("store.key_file", f"secret file {key_path} is {problem}")
+    t.done()
+    return StoreConfig(path=path, backfill_days=days if days is not None else 7, key_file=key_path)
+
+
+def _log(col: Collector, raw: dict[str, Any], base: Path) -> LogConfig:
+    t = _Table(col, "log", raw.get("log"), base)
+    level = t.string("level", "info", choices=LOG_LEVELS) or "info"
+    fmt = t.string("format", "auto", choices=LOG_FORMATS) or "auto"
+    t.done()
+    return LogConfig(level=level, format=fmt)
+
+
+def _echonet(col: Collector, raw: dict[str, Any], base: Path) -> EchonetConfig:
+    t = _Table(col, "echonet", raw.get("echonet"), base)
+    d = EchonetConfig()
+    bind = t.string("bind", d.bind) or d.bind
+    iface = t.string("multicast_interface", d.multicast_interface) or d.multicast_interface
+    for key, value in (("bind", bind), ("multicast_interface", iface)):
+        try:
+            if ipaddress.ip_address(value).version != 4:
+                raise ValueError
+        except ValueError:
+            col.expected(f"echonet.{key}", "an IPv4 address", value)
+    timeout = t.number("timeout_s", d.timeout_s, lo=0.05, hi=60)
+    retries = t.integer("retries", d.retries, lo=0, hi=10)
+    max_props = t.integer("max_properties", d.max_properties, lo=1, hi=255)
+    t.done()
+    return EchonetConfig(
+        bind=bind,
+        multicast_interface=iface,
+        timeout_s=timeout or d.timeout_s,
+        retries=retries if retries is not None else d.retries,
+        max_properties=max_props or d.max_properties,
+    )
+
+
+def _commands(col: Collector, raw: dict[str, Any], base: Path) -> CommandsConfig:
+    t = _Table(col, "commands", raw.get("commands"), base)
+    d = CommandsConfig()
+    key = t.file("public_key_file")
+    require = t.boolean("require_signature", True)
+    window = t.number("issued_at_window_s", d.issued_at_window_s, lo=1, hi=7 * 86400)
+    max_payload = t.integer("max_payload_bytes", d.max_payload_bytes, lo=256, hi=1 << 20)
+    if require and key is None and "public_key_file" not in t.data and "commands" in raw:
+        col.add(
+            "commands.public_key_file",
+            "require_signature = true needs the backend's public key (PEM) here",
+        )
+    t.done()
+    return CommandsConfig(
+        public_key_file=key,
+        require_signature=require,
+        issued_at_window_s=window or d.issued_at_window_s,
+        max_payload_bytes=max_payload or d.max_payload_bytes,
+    )
+
+
+def _control(col: Collector, raw: dict[str, Any], base: Path) -> ControlConfig:
+    t = _Table(col, "control", raw.get("control"), base)
+    d = ControlConfig()
+    sock = t.path_value("socket", d.socket)
+    reassert = t.number("reassert_s", d.reassert_s, lo=1, hi=3600)
+    t.done()
+    return ControlConfig(socket=sock, reassert_s=reassert or d.reassert_s)
+
+
+SECTIONS = (
+    "site",
+    "mqtt",
+    "broute",
+    "device",
+    "limits",
+    "store",
+    "log",
+    "echonet",
+    "commands",
+    "control",
+)
+
+
+def parse(raw: dict[str, Any], source: Path, text: str = "") -> Config:
+    """Build the typed config from already-parsed TOML; raise ConfigError listing every issue."""
+    col = Collector(source, text)
+    base = source.parent if source.name else Path.cwd()
+    col.unknown_keys("", raw, SECTIONS)
+    site = _site(col, raw, base)
+    cfg = Config(
+        source=source,
+        site=site,
+        mqtt=_mqtt(col, raw, base, site.id),
+        broute=_broute(col, raw, base),
+        devices=_devices(col, raw, base),
+        limits=_limits(col, raw, base),
+        store=_store(col, raw, base),
+        log=_log(col, raw, base),
+        echonet=_echonet(col, raw, base),
+        commands=_commands(col, raw, base),
+        control=_control(col, raw, base),
+    )
+    if col.issues:
+        raise ConfigError(col.issues)
+    return cfg
+
+
+def load(path: Path | str) -> Config:
+    """Read and validate a config file."""
+    source = Path(path)
+    try:
+        data = source.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([ConfigIssue(str(source), None, "", "file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(source), None, "", exc.strerror or str(exc))]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [ConfigIssue(str(source), None, "", f"not UTF-8 text (byte {exc.start})")]
+        ) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        msg = getattr(exc, "msg", None) or str(exc)
+        if line is None:
+            found = re.search(r"line (\d+)", str(exc))
+            line = int(found.group(1)) if found else None
+        raise ConfigError(
+            [ConfigIssue(str(source), line, "", f"TOML syntax error: {msg}")]
+        ) from None
+    return parse(raw, source, text)

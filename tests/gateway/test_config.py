@@ -1,0 +1,325 @@
+"""The installer's contract: every broken config is reported with file, line, key path, reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load
+from gateway.config_errors import ConfigError, ConfigIssue, locate_keys
+from tests.conftest import BASE_CONFIG, REPO
+
+WriteConfig = Callable[..., Path]
+
+
+def issues_of(path: Path) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    return info.value.issues
+
+
+def only(path: Path) -> ConfigIssue:
+    found = issues_of(path)
+    assert len(found) == 1, [str(i) for i in found]
+    return found[0]
+
+
+def test_base_config_is_valid(write_config: WriteConfig) -> None:
+    cfg = load(write_config())
+    assert cfg.site.id == "sg-0001"
+    assert cfg.mqtt.client_id == "sg-0001"  # defaults to site.id
+    assert cfg.mqtt.topic_prefix == "chisan/v1"
+    assert cfg.broute is not None and cfg.broute.dialect == "bp35a1"
+    assert cfg.devices[0].eoj == "027D01"
+    assert cfg.store.path == write_config().parent / "chisan.db"
+
+
+def test_example_config_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/example.toml validates on a gateway whose secrets systemd hands over."""
+    (tmp_path / "broute-password").write_text("ABCDEFGH1234\n")
+    (tmp_path / "backend-ed25519.pub.pem").write_text("-----BEGIN PUBLIC KEY-----\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg = load(REPO / "config" / "example.toml")
+    assert [d.name for d in cfg.devices] == ["battery", "pv", "ecocute", "hybrid-inverter"]
+
+
+# (edit to the base config, expected key path, expected words in the message, expected line or None)
+CASES: list[tuple[str, tuple[str, str], str, str]] = [
+    ("unknown key", ("fit = false", 'fit = false\ncolour = "red"'), "site.colour", "unknown key"),
+    (
+        "did you mean",
+        ("fit = false", 'fit = false\ntimezon = "Asia/Tokyo"'),
+        "site.timezon",
+        'did you mean "timezone"',
+    ),
+    ("unknown section", ("[limits]", "[limts]\nx = 1\n[limits]"), "limts", 'did you mean "limits"'),
+    (
+        "wrong type bool",
+        ("fit = false", 'fit = "no"'),
+        "site.fit",
+        "expected true or false, found string 'no'",
+    ),
+    (
+        "wrong type int",
+        ("soc_reserve_pct = 30", 'soc_reserve_pct = "thirty"'),
+        "limits.soc_reserve_pct",
+        "expected a number 0-100, found string 'thirty'",
+    ),
+    (
+        "out of range",
+        ("soc_reserve_pct = 30", "soc_reserve_pct = 150"),
+        "limits.soc_reserve_pct",
+        "expected a number 0-100, found integer 150",
+    ),
+    (
+        "negative export",
+        ("[limits]", "[limits]\nexport_limit_w = -1"),
+        "limits.export_limit_w",
+        "expected an integer >= 0, found integer -1",
+    ),
+    (
+        "breaker range",
+        ("[limits]", "[limits]\nbreaker_a = 5"),
+        "limits.breaker_a",
+        "expected an integer 10-120, found integer 5",
+    ),
+    ("missing site id", ('id = "sg-0001"\n', ""), "site.id", "missing required key"),
+    ("missing fit", ("fit = false\n", ""), "site.fit", "missing required key"),
+    (
+        "bad site id",
+        ('id = "sg-0001"', 'id = "SG_0001"'),
+        "site.id",
+        "expected 3-64 of a-z 0-9 -, found string 'SG_0001'",
+    ),
+    (
+        "bad dialect",
+        ('dialect = "bp35a1"', 'dialect = "bp35x9"'),
+        "broute.dialect",
+        "expected one of bp35a1 | bp35c0 | rl7023 | auto, found string 'bp35x9'",
+    ),
+    (
+        "bad broute id",
+        ('id = "0123456789ABCDEF0123456789ABCDEF"', 'id = "0123"'),
+        "broute.id",
+        "expected 32 hexadecimal characters, found string '0123'",
+    ),
+    (
+        "bad eoj",
+        ('eoj = "027D01"', 'eoj = "27D1"'),
+        "device[0].eoj",
+        "expected 6 hexadecimal digits",
+    ),
+    (
+        "eoj of wrong class",
+        ('eoj = "027D01"', 'eoj = "027901"'),
+        "device[0].eoj",
+        'a battery has class 027Dxx, found "027901"',
+    ),
+    (
+        "eoj on modbus",
+        ('protocol = "echonet"', 'protocol = "modbus"\nsunspec = true'),
+        "device[0].eoj",
+        'only valid for protocol = "echonet"',
+    ),
+    (
+        "missing eoj",
+        ('eoj = "027D01"\n', ""),
+        "device[0].eoj",
+        "missing required key (echonet devices need eoj)",
+    ),
+    (
+        "bad kind",
+        ('kind = "battery"', 'kind = "fridge"'),
+        "device[0].kind",
+        "expected one of battery | pv | ev | water_heater | aircon, found string 'fridge'",
+    ),
+    (
+        "bad protocol",
+        ('protocol = "echonet"', 'protocol = "zigbee"'),
+        "device[0].protocol",
+        "expected one of echonet | modbus",
+    ),
+    (
+        "soc_max <= reserve",
+        ("soc_max_pct = 95", "soc_max_pct = 30"),
+        "limits.soc_max_pct",
+        "must be greater than limits.soc_reserve_pct (30), found 30",
+    ),
+    (
+        "missing password file",
+        ('password_file = "broute-password"', 'password_file = "nope/broute-password"'),
+        "broute.password_file",
+        "file not found",
+    ),
+    (
+        "password in main file",
+        ('password_file = "broute-password"', 'password_file = "broute-password"\npassword = "x"'),
+        "broute.password",
+        "secrets are not allowed in the config file",
+    ),
+    (
+        "bad mqtt url",
+        ('url = "mqtt://127.0.0.1:1883"', 'url = "http://broker"'),
+        "mqtt.url",
+        "expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], found string 'http://broker'",
+    ),
+    (
+        "mqtts needs ca",
+        ('url = "mqtt://127.0.0.1:1883"', 'url = "mqtts://broker.example:8883"'),
+        "mqtt.ca_file",
+        "mqtts:// requires ca_file",
+    ),
+    ("missing ca file", ("[mqtt]", '[mqtt]\nca_file = "ca.pem"'), "mqtt.ca_file", "file not found"),
+    (
+        "bad keepalive",
+        ("[mqtt]", "[mqtt]\nkeepalive_s = 1"),
+        "mqtt.keepalive_s",
+        "expected an integer 5-3600, found integer 1",
+    ),
+    (
+        "bad log level",
+        ("[store]", '[log]\nlevel = "verbose"\n[store]'),
+        "log.level",
+        "expected one of debug | info | warning | error, found string 'verbose'",
+    ),
+    (
+        "bad timezone",
+        ("fit = false", 'fit = false\ntimezone = "Mars/Olympus"'),
+        "site.timezone",
+        "an IANA time zone",
+    ),
+    (
+        "device not a table list",
+        ("[[device]]", "[device.x]\n[[devicez]]"),
+        "device",
+        "expected an array of tables [[device]], found table",
+    ),
+    (
+        "bad echonet bind",
+        ("[store]", '[echonet]\nbind = "localhost"\n[store]'),
+        "echonet.bind",
+        "expected an IPv4 address, found string 'localhost'",
+    ),
+    ("bad scan durations", ("poll_s = 10", ""), "", ""),  # placeholder replaced below
+]
+CASES[-1] = (
+    "bad scan durations",
+    ('dialect = "bp35a1"', 'dialect = "bp35a1"\nscan_durations = [6, 99]'),
+    "broute.scan_durations",
+    "expected a non-empty array of integers 1-14, found array",
+)
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_broken_config(
+    write_config: WriteConfig, edit: tuple[str, str], key: str, message: str
+) -> None:
+    old, new = edit
+    assert old in BASE_CONFIG, old
+    path = write_config(BASE_CONFIG.replace(old, new, 1))
+    found = issues_of(path)
+    matching = [i for i in found if i.path == key]
+    assert matching, f"no issue for {key}: {[str(i) for i in found]}"
+    assert message in matching[0].message, str(matching[0])
+    assert matching[0].file == str(path)
+    text = str(matching[0])
+    assert text.startswith(str(path))
+    assert key in text
+
+
+def test_line_numbers_point_at_the_key(write_config: WriteConfig) -> None:
+    path = write_config(BASE_CONFIG.replace("soc_reserve_pct = 30", "soc_reserve_pct = 150"))
+    issue = only(path)
+    lines = path.read_text().splitlines()
+    assert issue.line is not None
+    assert lines[issue.line - 1].strip() == "soc_reserve_pct = 150"
+
+
+def test_line_of_second_device(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG + '\n[[device]]\nname = "pv"\nkind = "pv"\nprotocol = "echonet"\n'
+    text += 'host = "127.0.0.21"\neoj = "ZZZZZZ"\n'
+    path = write_config(text)
+    issue = only(path)
+    assert issue.path == "device[1].eoj"
+    assert path.read_text().splitlines()[issue.line - 1] == 'eoj = "ZZZZZZ"'  # type: ignore[operator]
+
+
+def test_toml_syntax_error_has_line_number(write_config: WriteConfig) -> None:
+    path = write_config(BASE_CONFIG.replace("soc_max_pct = 95", "soc_max_pct = = 95"))
+    issue = only(path)
+    assert "TOML syntax error" in issue.message
+    lines = path.read_text().splitlines()
+    assert issue.line is not None and "soc_max_pct = = 95" in lines[issue.line - 1]
+
+
+def test_all_errors_are_listed_not_just_the_first(write_config: WriteConfig) -> None:
+    text = (
+        BASE_CONFIG.replace('dialect = "bp35a1"', 'dialect = "nope"')
+        .replace("soc_reserve_pct = 30", "soc_reserve_pct = 101")
+        .replace('eoj = "027D01"', 'eoj = "xyz"')
+        .replace("fit = false", "fit = false\nbogus = 1")
+    )
+    keys = {i.path for i in issues_of(write_config(text))}
+    assert {"broute.dialect", "limits.soc_reserve_pct", "device[0].eoj", "site.bogus"} <= keys
+
+
+def test_duplicate_device_name(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG + '\n[[device]]\nname = "battery"\nkind = "pv"\nprotocol = "echonet"\n'
+    text += 'host = "127.0.0.21"\neoj = "027901"\n'
+    issue = only(write_config(text))
+    assert issue.path == "device[1].name"
+    assert issue.message == 'duplicate device name "battery" (also device[0])'
+
+
+def test_open_permission_secret(write_config: WriteConfig, config_dir: Path) -> None:
+    (config_dir / "broute-password").chmod(0o644)
+    issue = only(write_config())
+    assert issue.path == "broute.password_file"
+    assert "readable by group or others (mode 0644)" in issue.message
+    assert "chmod 600" in issue.message
+
+
+def test_wrong_length_password_never_shows_it(write_config: WriteConfig, config_dir: Path) -> None:
+    (config_dir / "broute-password").write_text("short-secret-value-x\n")
+    issue = only(write_config())
+    assert issue.path == "broute.password_file"
+    assert "12-character" in issue.message and "found 20 characters" in issue.message
+    assert "short-secret-value-x" not in str(issue)
+
+
+def test_credentials_directory_wins(
+    write_config: WriteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "broute-password").write_text("ABCDEFGH1234")
+    (creds / "broute-password").chmod(0o440)  # systemd manages these permissions
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    text = BASE_CONFIG.replace('"broute-password"', '"/etc/chisan/broute-password"')
+    assert load(write_config(text)).broute is not None
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    issue = only(tmp_path / "absent.toml")
+    assert issue.message == "file not found"
+
+
+def test_not_a_table(write_config: WriteConfig) -> None:
+    text = "log = 3\n" + BASE_CONFIG
+    issue = only(write_config(text))
+    assert issue.path == "log"
+    assert issue.message == "expected a table, found integer 3"
+    assert issue.line == 1
+
+
+def test_locate_keys_handles_arrays_and_subtables() -> None:
+    text = "[a]\nx = 1\n[[d]]\nn = 1\n[[d]]\nn = 2\n[d.registers]\nsoc = 3\n"
+    lines = locate_keys(text)
+    assert lines["a.x"] == 2
+    assert lines["d[0].n"] == 4
+    assert lines["d[1].n"] == 6
+    assert lines["d[1].registers.soc"] == 8
