@@ -79,3 +79,14 @@ def venv_bin(name: str) -> str:
 
 
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(REPO / ".hypothesis"))
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A running mosquitto on a free loopback port (installed by scripts/setup.sh)."""
+    from tests.support.mosquitto import Mosquitto
+
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    yield broker
+    broker.stop()

@@ -147,13 +147,19 @@ def demo(duration: float) -> None:
 
 
 def _register() -> None:
-    """Attach the command groups that live in their own modules."""
-    import importlib
+    """Attach the commands that live in their own modules of this package.
 
-    modules: tuple[str, ...] = ()
-    for module in modules:
-        mod = importlib.import_module(f"gateway.cli.{module}")
-        main.add_command(mod.group)
+    Each module ``gateway/cli/<name>.py`` exposes ``COMMANDS``: a list of click commands/groups.
+    """
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{__name__}.{info.name}")
+        for command in getattr(mod, "COMMANDS", []):
+            main.add_command(command)
 
 
 _register()
