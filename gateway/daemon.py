@@ -13,9 +13,10 @@ from gateway.supervisor import Component, Supervisor
 
 
 def build_components(cfg: Config, clock: Clock) -> list[Component]:
-    """The daemon's components for this config. Each driver/uplink adds itself here."""
-    components: list[Component] = []
-    return components
+    """The daemon's components for this config (see gateway/app.py for the wiring)."""
+    from gateway.app import Gateway
+
+    return Gateway(cfg, clock).build().components
 
 
 async def run_daemon(
@@ -27,7 +28,13 @@ async def run_daemon(
     """Run until SIGTERM/SIGINT; shutdown completes within the supervisor's timeout."""
     clock = clock or SystemClock()
     log = get_logger("chisan.daemon", site=cfg.site.id)
-    sup = Supervisor(components if components is not None else build_components(cfg, clock), clock)
+    app = None
+    if components is None:
+        from gateway.app import Gateway
+
+        app = Gateway(cfg, clock).build()
+        components = app.components
+    sup = Supervisor(components, clock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, sup, sig, log)
@@ -36,6 +43,8 @@ async def run_daemon(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if app is not None:
+            app.close()
 
 
 def _on_signal(sup: Supervisor, sig: signal.Signals, log: object) -> None:

@@ -114,7 +114,7 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
     # aiomqtt's own logger warns about "pending publish calls" whenever more than ten publishes
     # are in flight, which the uplink does on purpose to pipeline a backlog.
-    logging.getLogger("mqtt").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
+    logging.getLogger("chisan.mqtt").setLevel(logging.DEBUG if level == "debug" else logging.ERROR)
 
 
 def _plain_exc(sio: TextIO, exc_info: Any) -> None:

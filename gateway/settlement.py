@@ -68,6 +68,8 @@ class Settlement:
     backfill_days: int = 7
     on_record: Callable[[dict[str, Any]], None] | None = None
     device_counters: DeviceCounters | None = None
+    meter_ready: Callable[[], bool] | None = None
+    startup_grace_s: float = 600.0
     name: str = "settlement"
     appended: list[dict[str, Any]] = field(default_factory=list)
 
@@ -78,6 +80,7 @@ class Settlement:
     # ------------------------------------------------------------------ component
 
     async def run(self) -> None:
+        await self._await_meter()
         await self.settle()
         while True:
             now = self.clock.now()
@@ -85,6 +88,15 @@ class Settlement:
             await self.clock.sleep(max(0.0, (boundary + READ_DELAY - now).total_seconds()))
             await self.read_boundary(boundary)
             await self.settle()
+
+    async def _await_meter(self) -> None:
+        """Give the meter time to join before judging any slot: a fresh start must not publish
+        today's slots as missing only because the Wi-SUN link is still coming up."""
+        if self.meter_ready is None:
+            return
+        deadline = self.clock.monotonic() + self.startup_grace_s
+        while not self.meter_ready() and self.clock.monotonic() < deadline:
+            await self.clock.sleep(1.0)
 
     async def read_boundary(self, at: datetime, attempts: int = 3) -> bool:
         """Poll EA/EB until the meter reports the boundary ``at``; the INF may also bring it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import ssl
 from collections.abc import Awaitable, Callable
@@ -180,6 +181,7 @@ class Uplink:
             clean_start=False if v5 else 3,
             properties=props,
             tls_params=tls,
+            logger=logging.getLogger("chisan.mqtt"),
             timeout=10,
             max_queued_incoming_messages=1000,
             max_inflight_messages=self.window,

@@ -1,0 +1,150 @@
+"""The capability contract every battery adapter passes, whatever protocol is underneath.
+
+Each implementation contributes a harness: an adapter talking to its simulated device, the
+ManualClock both share, and ``settle`` to await a command while device time passes. The ECHONET
+storage battery is the first; a Modbus battery adds its harness to ``HARNESSES`` and must pass
+the same tests unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+
+from drivers.capabilities import (
+    BatteryControl,
+    BatteryCounters,
+    BatteryInfo,
+    BatteryMode,
+    BatteryRatings,
+    BatteryState,
+    DeviceError,
+    Measured,
+)
+from gateway.clock import ManualClock
+
+T = TypeVar("T")
+
+
+@dataclass
+class BatteryHarness:
+    adapter: Any
+    clock: ManualClock
+    settle: Callable[[Awaitable[Any]], Awaitable[Any]]
+    """Await a command while the device's (and adapter's) clock moves on."""
+    capacity_wh: int
+
+
+@contextlib.asynccontextmanager
+async def echonet_battery() -> AsyncIterator[BatteryHarness]:
+    from drivers.echonet.adapters import EchonetBattery
+    from drivers.echonet.sim import SimNode
+    from tests.drivers.echonet.netsim import drive, gateway_transport, next_address
+
+    clock = ManualClock()
+    sim = SimNode(next_address(), devices=("battery",), clock=clock, soc_pct=50, mode_delay_s=3)
+    async with sim, gateway_transport(clock) as transport:
+        adapter = EchonetBattery("battery", sim.bind, "027D01", transport, clock)
+
+        async def settle(aw: Awaitable[Any]) -> Any:
+            return await drive(clock, aw)
+
+        yield BatteryHarness(adapter, clock, settle, capacity_wh=9800)
+
+
+HARNESSES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[BatteryHarness]]] = {
+    "echonet": echonet_battery,
+}
+
+
+@pytest.fixture(params=sorted(HARNESSES))
+async def battery(request: pytest.FixtureRequest) -> AsyncIterator[BatteryHarness]:
+    async with HARNESSES[request.param]() as harness:
+        yield harness
+
+
+async def test_implements_the_battery_protocols(battery: BatteryHarness) -> None:
+    for protocol in (BatteryState, BatteryInfo, BatteryControl, BatteryCounters):
+        assert isinstance(battery.adapter, protocol), protocol.__name__
+
+
+async def test_measurements_carry_the_injected_clock_time(battery: BatteryHarness) -> None:
+    adapter, clock = battery.adapter, battery.clock
+    for read in (adapter.soc_pct, adapter.power_w, adapter.mode):
+        measured = await read()
+        assert isinstance(measured, Measured)
+        assert measured.at == clock.now()
+        assert measured.at.utcoffset() is not None
+    clock.advance(90)
+    later = await adapter.soc_pct()
+    assert later.at == clock.now()
+    soc = later.value
+    assert isinstance(soc, float | int) and 0 <= soc <= 100
+    assert (await adapter.charged_wh()).at == clock.now()
+
+
+async def test_ratings(battery: BatteryHarness) -> None:
+    ratings = await battery.adapter.ratings()
+    assert isinstance(ratings, BatteryRatings)
+    assert ratings.max_charge_w is not None and ratings.max_charge_w > 0
+    assert ratings.max_discharge_w is not None and ratings.max_discharge_w > 0
+    assert ratings.capacity_wh == battery.capacity_wh
+    assert ratings.reverse_flow_ok in (True, False, None)
+
+
+async def test_charge_means_positive_power_and_rising_soc(battery: BatteryHarness) -> None:
+    adapter = battery.adapter
+    before_soc = (await adapter.soc_pct()).value
+    before_wh = (await adapter.charged_wh()).value
+    await battery.settle(adapter.charge(1000))
+    assert (await adapter.mode()).value is BatteryMode.CHARGE
+    power = (await adapter.power_w()).value
+    assert power is not None and power > 0
+    battery.clock.advance(3600)
+    assert (await adapter.soc_pct()).value > before_soc
+    charged = (await adapter.charged_wh()).value
+    assert charged is not None and before_wh is not None
+    assert charged - before_wh == pytest.approx(power, rel=0.05)
+
+
+async def test_discharge_means_negative_power_and_falling_soc(battery: BatteryHarness) -> None:
+    adapter = battery.adapter
+    before_soc = (await adapter.soc_pct()).value
+    before_wh = (await adapter.discharged_wh()).value
+    await battery.settle(adapter.discharge(1500))
+    assert (await adapter.mode()).value is BatteryMode.DISCHARGE
+    power = (await adapter.power_w()).value
+    assert power is not None and power < 0
+    battery.clock.advance(3600)
+    assert (await adapter.soc_pct()).value < before_soc
+    discharged = (await adapter.discharged_wh()).value
+    assert discharged is not None and before_wh is not None
+    assert discharged - before_wh == pytest.approx(-power, rel=0.05)
+
+
+async def test_standby_means_no_power(battery: BatteryHarness) -> None:
+    adapter = battery.adapter
+    await battery.settle(adapter.discharge(1000))
+    await battery.settle(adapter.standby())
+    assert (await adapter.mode()).value is BatteryMode.STANDBY
+    power = (await adapter.power_w()).value
+    assert power is not None and abs(power) < 50
+
+
+async def test_auto_hands_control_back(battery: BatteryHarness) -> None:
+    adapter = battery.adapter
+    await battery.settle(adapter.charge(800))
+    await battery.settle(adapter.auto())
+    assert (await adapter.mode()).value is BatteryMode.AUTO
+
+
+async def test_non_positive_setpoints_are_refused(battery: BatteryHarness) -> None:
+    for command in (battery.adapter.charge, battery.adapter.discharge):
+        for watts in (0, -500):
+            with pytest.raises(DeviceError):
+                await command(watts)
+    assert (await battery.adapter.mode()).value is not BatteryMode.CHARGE
