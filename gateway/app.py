@@ -7,6 +7,7 @@ beyond the small interfaces it is handed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class Gateway:
         self.settlement: Any = None
         self.uplink: Any = None
         self.devices: dict[str, Any] = {}
+        self.commands: Any = None
+        self.control: Any = None
 
     # ------------------------------------------------------------------ assembly
 
@@ -50,7 +53,90 @@ class Gateway:
         self._uplink()
         self._devices()
         self._meter()
+        self._control()
         return self
+
+    def _control(self) -> None:
+        from gateway.commands import CommandManager
+        from gateway.control import Control
+        from gateway.interlock import Limits
+        from gateway.localctl import ControlServer, OverrideStore
+
+        store = self.store
+        uplink = self.uplink
+
+        async def publish_ack(ack: dict[str, Any]) -> bool:
+            return bool(await uplink.publish(uplink.topics.cmd_ack, ack))
+
+        self.commands = CommandManager(
+            self.cfg.commands, self.cfg.site.id, store, self.clock, publish_ack
+        )
+        if self.commands.key_problem:
+            self.log.warning("remote commands will be rejected", reason=self.commands.key_problem)
+
+        def queue_alarm(alarm: dict[str, Any]) -> None:
+            store.queue_alarm(alarm)
+            uplink.notify()
+
+        self.control = Control(
+            Limits.from_config(self.cfg.limits, fit=self.cfg.site.fit),
+            self.clock,
+            self.hub,
+            self.devices,
+            commands=self.commands,
+            get_override=store.get_override,
+            queue_alarm=queue_alarm,
+            on_state_change=uplink.publish_state,
+            backend_connected=lambda: bool(uplink.connected),
+            reassert_s=self.cfg.control.reassert_s,
+        )
+        control = self.control
+
+        async def on_command(payload: bytes) -> None:
+            await self.commands.handle(payload)
+            control.wake()
+
+        uplink.on_command = on_command
+        uplink.state_extra = self._state_extra
+
+        def override_changed() -> None:
+            control.wake()
+            asyncio.get_running_loop().create_task(uplink.publish_state())
+
+        server = ControlServer(
+            self.cfg.control.socket,
+            OverrideStore(store.put_override, store.get_override, store.clear_override),
+            self.clock,
+            on_change=override_changed,
+            status=self._status,
+        )
+        from gateway.dr import DrReporter
+
+        async def publish_report(body: dict[str, Any]) -> bool:
+            return bool(await uplink.publish(uplink.topics.dr_report, body))
+
+        reporter = DrReporter(store, self.clock, publish_report)
+        self.components.extend([self.control, server, reporter])
+
+    def _state_extra(self) -> dict[str, Any]:
+        from gateway.localctl import active_override
+
+        extra: dict[str, Any] = {
+            "override": active_override(self.store.get_override(), self.clock.now())
+        }
+        if self.control is not None:
+            extra["failsafe"] = self.control.failsafe
+        return extra
+
+    def _status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"site": self.cfg.site.id, "version": gateway_version()}
+        if self.control is not None:
+            out.update(self.control.status())
+        if self.meter is not None:
+            out["meter"] = str(getattr(self.meter, "state", "unknown"))
+        out["backlog"] = self.store.backlog_count()
+        out["broker_connected"] = bool(self.uplink.connected)
+        return out
 
     def _devices(self) -> None:
         echonet = [d for d in self.cfg.devices if d.protocol == "echonet" and d.enabled]

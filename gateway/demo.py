@@ -101,7 +101,10 @@ async def private_broker(folder: Path) -> AsyncIterator[int]:
         raise RuntimeError("mosquitto is not installed: run scripts/setup.sh first")
     port = free_port()
     conf = folder / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "set_tcp_nodelay true\n"
+    )
     proc = await asyncio.create_subprocess_exec(
         binary,
         "-c",

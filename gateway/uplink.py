@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -182,6 +183,8 @@ class Uplink:
             properties=props,
             tls_params=tls,
             logger=logging.getLogger("chisan.mqtt"),
+            # paho leaves Nagle on: a small command ack would wait for the peer's delayed ACK.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
             timeout=10,
             max_queued_incoming_messages=1000,
             max_inflight_messages=self.window,

@@ -39,6 +39,7 @@ class Mosquitto:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
+            "set_tcp_nodelay true",
             "max_queued_messages 100000",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",

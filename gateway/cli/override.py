@@ -1,0 +1,78 @@
+"""``chisan override`` and ``chisan status``: talk to the running daemon over its local socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli import CONFIG_OPTION, load_or_exit
+
+
+def _send(config_path: Path, body: dict[str, Any]) -> dict[str, Any]:
+    from gateway.localctl import ControlError, request
+
+    cfg = load_or_exit(config_path)
+    try:
+        return asyncio.run(request(cfg.control.socket, body))
+    except ControlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group("override")
+def override() -> None:
+    """Resident/installer override of remote commands (beats DR until it ends)."""
+
+
+@override.command("battery")
+@click.argument("mode", type=click.Choice(["auto", "standby"]))
+@click.option("--until", "until", required=True, help="End of the override, HH:MM (JST).")
+@CONFIG_OPTION
+def override_battery(mode: str, until: str, config_path: Path) -> None:
+    """Hold the battery in its automatic mode or standby until HH:MM."""
+    from gateway.clock import SystemClock
+    from gateway.localctl import ControlError, next_time
+
+    try:
+        when = next_time(until, SystemClock().now())
+    except ControlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    reply = _send(config_path, {"op": "override", "mode": mode, "until": when.isoformat()})
+    if not reply.get("ok"):
+        click.echo(f"error: {reply.get('error')}", err=True)
+        sys.exit(1)
+    click.echo(f"override: battery {mode} until {when:%Y-%m-%d %H:%M} JST")
+
+
+@override.command("clear")
+@CONFIG_OPTION
+def override_clear(config_path: Path) -> None:
+    """End the override now; remote commands apply again."""
+    reply = _send(config_path, {"op": "clear"})
+    if not reply.get("ok"):
+        click.echo(f"error: {reply.get('error')}", err=True)
+        sys.exit(1)
+    click.echo("override cleared" if reply.get("cleared") else "no override was set")
+
+
+@click.command("status")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the daemon's answer as JSON.")
+def status(config_path: Path, as_json: bool) -> None:
+    """Show the running daemon's state: override, fail-safe, active commands."""
+    reply = _send(config_path, {"op": "status"})
+    if as_json:
+        click.echo(json.dumps(reply, indent=2, sort_keys=True))
+        return
+    for key, value in sorted(reply.items()):
+        if key != "ok":
+            click.echo(f"{key}: {value}")
+
+
+COMMANDS = [override, status]
