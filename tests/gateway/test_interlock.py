@@ -43,6 +43,8 @@ from gateway.interlock import (
 )
 
 SLOW = os.environ.get("CHISAN_SLOW") == "1"
+#: The long run (CHISAN_SLOW=1) takes minutes; the default one seconds.
+pytestmark = pytest.mark.timeout(1800 if SLOW else 120)
 
 
 def examples(default: int, slow: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -33,6 +34,7 @@ from gateway.interlock import (
     update_failsafe,
 )
 from tests.gateway.test_interlock import (
+    SLOW,
     T0,
     check_invariants,
     examples,
@@ -41,6 +43,7 @@ from tests.gateway.test_interlock import (
     override_active,
 )
 
+pytestmark = pytest.mark.timeout(1800 if SLOW else 120)
 K = SetpointKind
 FORCED = (K.BATTERY_CHARGE, K.BATTERY_DISCHARGE)
 
