@@ -116,7 +116,16 @@ class Gateway:
             return bool(await uplink.publish(uplink.topics.dr_report, body))
 
         reporter = DrReporter(store, self.clock, publish_report)
-        self.components.extend([self.control, server, reporter])
+        from gateway.health import HealthMonitor
+
+        meter = self.meter
+        health = HealthMonitor(
+            self.clock,
+            queue_alarm,
+            self.cfg.store.path,
+            meter_up=(lambda: str(meter.state) == "up") if meter is not None else None,
+        )
+        self.components.extend([self.control, server, reporter, health])
 
     def _state_extra(self) -> dict[str, Any]:
         from gateway.localctl import active_override

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.capabilities import BatteryRatings
@@ -1188,7 +1188,6 @@ def test_invariants(scenario: tuple[Setpoint, Measurements, Limits, Context]) ->
 def test_lower_export_limit_never_allows_more_discharge(
     request_: Setpoint, m: Measurements, lim: Limits, lower: float
 ) -> None:
-    assume(math.isfinite(lim.export_limit_w) and lim.export_limit_w >= 0)
     sp = replace(request_, kind=K.BATTERY_DISCHARGE)
     hi = evaluate(sp, m, lim, NOW, CTX)
     lo = evaluate(sp, m, replace(lim, export_limit_w=min(lower, lim.export_limit_w)), NOW, CTX)
