@@ -28,9 +28,7 @@ from typing import TypeAlias
 from drivers.broute.actions import Notice, StartTimer, TimerExpired, Write
 from drivers.broute.dialect import (
     Dialect,
-    detect_with_reason,
     mask_secrets,
-    other_family,
     same_address,
     scan_seconds,
     skscan_command,
@@ -38,17 +36,21 @@ from drivers.broute.dialect import (
 )
 from drivers.broute.parser import (
     DataMode,
-    Einfo,
     Event,
     EventCode,
-    Ever,
     Fail,
     LinkLocal,
     Ok,
     PanDescriptor,
     SkEvent,
-    Unrecognised,
     lqi_to_rssi,
+)
+from drivers.broute.probe import (
+    ModuleProbe,
+    command_actions,
+    meter_pan,
+    no_answer_message,
+    scan_done,
 )
 
 __all__ = [
@@ -245,7 +247,7 @@ class _Target:
     from_cache: bool
 
 
-class JoinMachine:
+class JoinMachine(ModuleProbe):
     """One join attempt; create a new machine for the next one.
 
     ``dialect`` is the dialect in use (detected when configured AUTO, and switched once if a
@@ -254,18 +256,14 @@ class JoinMachine:
     """
 
     def __init__(self, config: JoinConfig) -> None:
+        super().__init__(config.dialect, "the configuration")
         self.config = config
-        self.dialect = config.dialect
-        self.dialect_message = f"dialect {config.dialect.value} from the configuration"
         self.wopt_written = False
         self.data_mode = DataMode.AUTO
         self.result: JoinResult | None = None
         self.failure: JoinFailed | None = None
         self._step: _Step | None = None
         self._command = ""
-        self._may_switch = config.dialect is Dialect.AUTO
-        self._ever: str | None = None
-        self._einfo_fields: list[str] | None = None
         self._scan_index = 0
         self._pans: list[PanDescriptor] = []
         self._target: _Target | None = None
@@ -302,9 +300,9 @@ class JoinMachine:
         if step is _Step.RESET:
             return self._send(_Step.VERSION, "SKVER") if isinstance(event, Ok) else []
         if step is _Step.VERSION:
-            return self._on_version(event)
+            return self._send(_Step.INFO, "SKINFO") if self._version_answered(event) else []
         if step is _Step.INFO:
-            return self._on_info(event)
+            return self._on_info() if self._info_answered(event) else []
         if step is _Step.ECHO_OFF:
             return self._send(_Step.ROPT, "ROPT") if isinstance(event, Ok) else []
         if step is _Step.ROPT:
@@ -351,40 +349,17 @@ class JoinMachine:
             )
         return self._fail(
             JoinFailure.TIMEOUT,
-            f"module did not answer {mask_secrets(self._command)} within "
-            f"{self.config.command_timeout:g} s (check the port, baud rate and module power)",
+            no_answer_message(mask_secrets(self._command), self.config.command_timeout),
         )
 
     # --- steps ----------------------------------------------------------------------------------
 
-    def _on_version(self, event: Event) -> list[JoinAction]:
-        if isinstance(event, Ever):
-            self._ever = event.version
-            return []
-        if isinstance(event, Ok) and self._ever is not None:
-            return self._send(_Step.INFO, "SKINFO")
-        return []  # an OK before EVER belongs to something earlier
-
-    def _on_info(self, event: Event) -> list[JoinAction]:
-        if isinstance(event, Einfo):
-            self._einfo_fields = list(event.fields)
-            return []
-        if isinstance(event, Unrecognised) and event.raw.startswith(b"EINFO"):
-            # Unreadable, but it is the answer: detection will say it could not tell.
-            self._einfo_fields = event.raw.decode("latin-1").split()[1:]
-            return []
-        if not isinstance(event, Ok) or self._einfo_fields is None:
-            return []
-        detection = detect_with_reason(self._ever or "", self._einfo_fields)
-        out: list[JoinAction] = []
-        if self.config.dialect is Dialect.AUTO:
-            self.dialect = detection.dialect
-            self.dialect_message = detection.message
-            if self.dialect is Dialect.AUTO:
-                self.dialect = Dialect.BP35C0
-            out.append(Notice(detection.message, warning=detection.dialect is Dialect.AUTO))
-        elif (
-            detection.dialect is not Dialect.AUTO
+    def _on_info(self) -> list[JoinAction]:
+        detection, notices = self._detect()
+        out: list[JoinAction] = [*notices]
+        if (
+            self.config.dialect is not Dialect.AUTO
+            and detection.dialect is not Dialect.AUTO
             and detection.dialect.has_side != self.config.dialect.has_side
         ):
             out.append(
@@ -437,11 +412,10 @@ class JoinMachine:
         return self._send(_Step.SCAN, skscan_command(self.dialect, duration), wait)
 
     def _on_scan(self, event: Event) -> list[JoinAction]:
-        if isinstance(event, PanDescriptor):
-            if event.side in (None, 0):  # side 1 is a HAN, never the meter
-                self._pans.append(event)
-            return []
-        if isinstance(event, SkEvent) and event.code == EventCode.SCAN_DONE:
+        pan = meter_pan(event)
+        if pan is not None:
+            self._pans.append(pan)
+        elif scan_done(event):
             return self._scan_finished(timed_out=False)
         return []
 
@@ -554,11 +528,9 @@ class JoinMachine:
             return [note, *self._set_mode(DataMode.BINARY), *self._send_password()]
         hint = wrong_dialect_hint(self._command, event.code)
         if hint is not None and step is _Step.SCAN:
-            if self._may_switch:
-                self._may_switch = False
-                old, self.dialect = self.dialect, other_family(self.dialect)
-                self.dialect_message = f"{hint}; switched from {old.value} to {self.dialect.value}"
-                return [Notice(self.dialect_message, warning=True), *self._send_scan()]
+            switched = self._switch_dialect(hint)
+            if switched is not None:
+                return [switched, *self._send_scan()]
             return self._fail(JoinFailure.WRONG_DIALECT, hint)
         message = f"{mask_secrets(self._command)} failed with FAIL {event.code}"
         return self._fail(JoinFailure.COMMAND_FAILED, message if hint is None else hint)
@@ -569,11 +541,7 @@ class JoinMachine:
         self._step = step
         self._command = command
         seconds = self.config.command_timeout if wait is None else wait
-        display = mask_secrets(command)
-        return [
-            Write(command.encode("ascii") + b"\r\n", display),
-            StartTimer(seconds, f"answer to {display}"),
-        ]
+        return list(command_actions(command, mask_secrets(command), seconds))
 
     def _set_mode(self, mode: DataMode) -> list[JoinAction]:
         self.data_mode = mode

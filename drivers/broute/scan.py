@@ -15,24 +15,14 @@ from enum import Enum
 from typing import TypeAlias
 
 from drivers.broute.actions import Notice, StartTimer, TimerExpired, Write
-from drivers.broute.dialect import (
-    Dialect,
-    detect_with_reason,
-    other_family,
-    scan_seconds,
-    skscan_command,
-    wrong_dialect_hint,
-)
-from drivers.broute.parser import (
-    Einfo,
-    Event,
-    EventCode,
-    Ever,
-    Fail,
-    Ok,
-    PanDescriptor,
-    SkEvent,
-    Unrecognised,
+from drivers.broute.dialect import Dialect, scan_seconds, skscan_command, wrong_dialect_hint
+from drivers.broute.parser import Event, Fail, Ok, PanDescriptor
+from drivers.broute.probe import (
+    ModuleProbe,
+    command_actions,
+    meter_pan,
+    no_answer_message,
+    scan_done,
 )
 
 __all__ = ["ScanAction", "ScanConfig", "ScanDone", "ScanFailed", "ScanMachine", "ScanStarted"]
@@ -85,18 +75,14 @@ class _Step(Enum):
     DONE = "done"
 
 
-class ScanMachine:
+class ScanMachine(ModuleProbe):
     """One scan session; like the join machine, fed parser events and timer expiries."""
 
     def __init__(self, config: ScanConfig) -> None:
+        super().__init__(config.dialect, "the command line")
         self.config = config
-        self.dialect = config.dialect
-        self.dialect_message = f"dialect {config.dialect.value} from the command line"
-        self._may_switch = config.dialect is Dialect.AUTO
         self._step: _Step | None = None
         self._command = ""
-        self._ever: str | None = None
-        self._einfo: list[str] | None = None
         self._index = 0
         self._pans: dict[tuple[int, int, str], PanDescriptor] = {}
         self._tried: list[int] = []
@@ -119,26 +105,15 @@ class ScanMachine:
         if isinstance(event, Fail):
             return self._on_fail(step, event)
         if step is _Step.VERSION:
-            if isinstance(event, Ever):
-                self._ever = event.version
-            elif isinstance(event, Ok) and self._ever is not None:
-                return self._send(_Step.INFO, "SKINFO")
-            return []
+            return self._send(_Step.INFO, "SKINFO") if self._version_answered(event) else []
         if step is _Step.INFO:
-            if isinstance(event, Einfo):
-                self._einfo = list(event.fields)
-            elif isinstance(event, Unrecognised) and event.raw.startswith(b"EINFO"):
-                self._einfo = event.raw.decode("latin-1").split()[1:]
-            elif isinstance(event, Ok) and self._einfo is not None:
-                return self._on_info()
-            return []
+            return self._on_info() if self._info_answered(event) else []
         if step is _Step.ECHO_OFF:
             return self._send_scan() if isinstance(event, Ok) else []
-        if isinstance(event, PanDescriptor):
-            if event.side in (None, 0):
-                self._pans[(event.channel, event.pan_id, event.mac)] = event
-            return []
-        if isinstance(event, SkEvent) and event.code == EventCode.SCAN_DONE:
+        pan = meter_pan(event)
+        if pan is not None:
+            self._pans[(pan.channel, pan.pan_id, pan.mac)] = pan
+        elif scan_done(event):
             return self._scan_finished(timed_out=False)
         return []
 
@@ -147,21 +122,11 @@ class ScanMachine:
             return self._scan_finished(timed_out=True)
         if self._step in (None, _Step.DONE):
             return []
-        return self._fail(
-            f"module did not answer {self._command} within {self.config.command_timeout:g} s "
-            "(check the port, baud rate and module power)"
-        )
+        return self._fail(no_answer_message(self._command, self.config.command_timeout))
 
     def _on_info(self) -> list[ScanAction]:
-        detection = detect_with_reason(self._ever or "", self._einfo or [])
-        out: list[ScanAction] = []
-        if self.config.dialect is Dialect.AUTO:
-            self.dialect = detection.dialect
-            self.dialect_message = detection.message
-            if self.dialect is Dialect.AUTO:
-                self.dialect = Dialect.BP35C0
-            out.append(Notice(detection.message, warning=detection.dialect is Dialect.AUTO))
-        return out + self._send(_Step.ECHO_OFF, "SKSREG SFE 0")
+        _, notices = self._detect()
+        return [*notices, *self._send(_Step.ECHO_OFF, "SKSREG SFE 0")]
 
     def _send_scan(self) -> list[ScanAction]:
         duration = self.config.durations[self._index]
@@ -187,12 +152,10 @@ class ScanMachine:
     def _on_fail(self, step: _Step, event: Fail) -> list[ScanAction]:
         hint = wrong_dialect_hint(self._command, event.code)
         if step is _Step.SCAN and hint is not None:
-            if self._may_switch:
-                self._may_switch = False
-                old, self.dialect = self.dialect, other_family(self.dialect)
-                self.dialect_message = f"{hint}; switched from {old.value} to {self.dialect.value}"
+            switched = self._switch_dialect(hint)
+            if switched is not None:
                 self._tried.pop()
-                return [Notice(self.dialect_message, warning=True), *self._send_scan()]
+                return [switched, *self._send_scan()]
             self._step = _Step.DONE
             return [ScanFailed(hint, wrong_dialect=True)]
         return self._fail(f"{self._command} failed with FAIL {event.code}")
@@ -201,10 +164,7 @@ class ScanMachine:
         self._step = step
         self._command = command
         seconds = self.config.command_timeout if wait is None else wait
-        return [
-            Write(command.encode("ascii") + b"\r\n", command),
-            StartTimer(seconds, f"answer to {command}"),
-        ]
+        return list(command_actions(command, command, seconds))
 
     def _fail(self, message: str) -> list[ScanAction]:
         self._step = _Step.DONE

@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from drivers.capabilities import BatteryMode, BatteryRatings, Measured
 from drivers.echonet.frame import EOJ
@@ -72,6 +72,8 @@ __all__ = [
 ]
 
 ReadingCallback = Callable[[str, Any, datetime], None]
+
+_T = TypeVar("_T")
 
 BATTERY_SOC_PCT: Final = "battery.soc_pct"
 BATTERY_POWER_W: Final = "battery.power_w"
@@ -184,9 +186,17 @@ class EchonetDevice:
             return int(raw * spec.codec.scale * 1000)
         return int(raw * spec.codec.scale)
 
-    async def value(self, epc: int) -> Measured[Decoded]:
+    def mode_of(self, epc: int, edt: bytes | None) -> BatteryMode | None:
+        """A battery or EV operation mode (CF, DA, E1...), None for no data."""
+        return _mode(self.decode(epc, edt))
+
+    async def measure(self, epc: int, convert: Callable[[int, bytes | None], _T]) -> Measured[_T]:
+        """One EPC read and converted (``decode``, ``number``, ``watt_hours``, ``mode_of``)."""
         result = await self.read([epc])
-        return Measured(self.decode(epc, result.get(epc)), result.at)
+        return Measured(convert(epc, result.get(epc)), result.at)
+
+    async def value(self, epc: int) -> Measured[Decoded]:
+        return await self.measure(epc, self.decode)
 
     async def maps(self) -> tuple[frozenset[int] | None, frozenset[int] | None]:
         """(Get map, Set map) read once; None where the device would not say."""
@@ -308,20 +318,16 @@ class EchonetBattery(EchonetDevice):
         return Measured(self._soc(result), result.at)
 
     async def power_w(self) -> Measured[float | None]:
-        result = await self.read([0xD3])
-        return Measured(self.number(0xD3, result.get(0xD3)), result.at)
+        return await self.measure(0xD3, self.number)
 
     async def mode(self) -> Measured[BatteryMode | None]:
-        result = await self.read([0xCF])
-        return Measured(_mode(self.decode(0xCF, result.get(0xCF))), result.at)
+        return await self.measure(0xCF, self.mode_of)
 
     async def mode_setting(self) -> Measured[BatteryMode | None]:
-        result = await self.read([0xDA])
-        return Measured(_mode(self.decode(0xDA, result.get(0xDA))), result.at)
+        return await self.measure(0xDA, self.mode_of)
 
     async def remaining_wh(self) -> Measured[int | None]:
-        result = await self.read([0xE2])
-        return Measured(self.watt_hours(0xE2, result.get(0xE2)), result.at)
+        return await self.measure(0xE2, self.watt_hours)
 
     # BatteryInfo
     async def ratings(self) -> BatteryRatings:
@@ -459,16 +465,13 @@ class EchonetPv(EchonetDevice):
     class_ids = (0x0279,)
 
     async def generation_w(self) -> Measured[float | None]:
-        result = await self.read([0xE0])
-        return Measured(self.number(0xE0, result.get(0xE0)), result.at)
+        return await self.measure(0xE0, self.number)
 
     async def generated_wh(self) -> Measured[int | None]:
-        result = await self.read([0xE1])
-        return Measured(self.watt_hours(0xE1, result.get(0xE1)), result.at)
+        return await self.measure(0xE1, self.watt_hours)
 
     async def sold_wh(self) -> Measured[int | None]:
-        result = await self.read([0xE3])
-        return Measured(self.watt_hours(0xE3, result.get(0xE3)), result.at)
+        return await self.measure(0xE3, self.watt_hours)
 
     async def fit_contract(self) -> Measured[str | None]:
         """C1: "fit", "non_fit" or "not_set" (the FIT rule's confirmation)."""
@@ -594,8 +597,7 @@ class EchonetAircon(EchonetDevice):
         await self.write([(0xB3, celsius)])
 
     async def power_w(self) -> Measured[float | None]:
-        result = await self.read([0x84])
-        return Measured(self.number(0x84, result.get(0x84)), result.at)
+        return await self.measure(0x84, self.number)
 
     async def poll(self) -> dict[str, Measured[Any]]:
         r = await self.read([0x80, 0x8F, 0xB3, 0x84])
@@ -625,12 +627,10 @@ class EchonetV2h(EchonetDevice):
     }
 
     async def soc_pct(self) -> Measured[float | None]:
-        result = await self.read([0xE4])
-        return Measured(self.number(0xE4, result.get(0xE4)), result.at)
+        return await self.measure(0xE4, self.number)
 
     async def power_w(self) -> Measured[float | None]:
-        result = await self.read([0xD3])
-        return Measured(self.number(0xD3, result.get(0xD3)), result.at)
+        return await self.measure(0xD3, self.number)
 
     async def mode(self) -> Measured[BatteryMode | None]:
         result = await self.read([0xE1, 0xDA])
@@ -690,16 +690,13 @@ class EchonetEvCharger(EchonetDevice):
     class_ids = (0x02A1,)
 
     async def soc_pct(self) -> Measured[float | None]:
-        result = await self.read([0xE4])
-        return Measured(self.number(0xE4, result.get(0xE4)), result.at)
+        return await self.measure(0xE4, self.number)
 
     async def power_w(self) -> Measured[float | None]:
-        result = await self.read([0xD3])
-        return Measured(self.number(0xD3, result.get(0xD3)), result.at)
+        return await self.measure(0xD3, self.number)
 
     async def mode(self) -> Measured[BatteryMode | None]:
-        result = await self.read([0xDA])
-        return Measured(_mode(self.decode(0xDA, result.get(0xDA))), result.at)
+        return await self.measure(0xDA, self.mode_of)
 
     async def charge(self, watts: int) -> None:
         if await self.can_set(0xEB):

@@ -17,10 +17,11 @@ import signal
 import sys
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from gateway.cli._common import configure_cli_logs, fail, run_command
 from gateway.cli.sim import sim
 
 if TYPE_CHECKING:
@@ -35,36 +36,20 @@ DIALECT_CHOICE = click.Choice(["auto", "bp35a1", "bp35c0", "rl7023"], case_sensi
 MODULE_CHOICE = click.Choice(["bp35a1", "bp35c0", "rl7023"], case_sensitive=False)
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
-
-
-def _configure_logs(verbose: bool) -> None:
-    from gateway import logs
-
-    logs.configure("info" if verbose else "error", "console", stream=sys.stderr)
-
-
 def _run(coro: Awaitable[T]) -> T:
     """Run the command's coroutine; driver errors become one line and exit status 1."""
     from drivers.broute.errors import BrouteError, WrongDialect
     from drivers.capabilities import DeviceError
     from drivers.echonet.properties import PropertyError
 
-    async def main() -> T:
-        return await coro
-
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except WrongDialect as exc:
-        _fail(f"{exc} (here: --dialect auto, or the other family)")
-    except (BrouteError, DeviceError) as exc:
-        _fail(str(exc))
-    except PropertyError as exc:
-        _fail(f"meter sent an unreadable value: {exc}")
+    return run_command(
+        coro,
+        [
+            (WrongDialect, lambda exc: f"{exc} (here: --dialect auto, or the other family)"),
+            ((BrouteError, DeviceError), str),
+            (PropertyError, lambda exc: f"meter sent an unreadable value: {exc}"),
+        ],
+    )
 
 
 PORT_OPTION = click.option(
@@ -100,7 +85,7 @@ def scan(
     port: str, dialect: str, duration: int | None, timeout: float, as_json: bool, verbose: bool
 ) -> None:
     """List the meters (PANs) in range: channel, PAN ID, MAC, LQI and RSSI."""
-    _configure_logs(verbose)
+    configure_cli_logs(verbose)
     from drivers.broute.dialect import Dialect
     from drivers.broute.scan import ScanConfig
 
@@ -119,10 +104,10 @@ def scan(
             )
         )
         if not pans:
-            _fail(_no_pan_message(done.durations))
+            fail(_no_pan_message(done.durations))
         return
     if not pans:
-        _fail(_no_pan_message(done.durations))
+        fail(_no_pan_message(done.durations))
     from rich.console import Console
     from rich.table import Table
 
@@ -239,7 +224,7 @@ def read(
     verbose: bool,
 ) -> None:
     """Join the meter and print one reading: power, currents, energy and the last boundary."""
-    _configure_logs(verbose)
+    configure_cli_logs(verbose)
     from drivers.broute.dialect import Dialect
     from drivers.broute.join import JoinConfig
     from gateway.secrets import SecretFileError, read_secret
@@ -247,13 +232,13 @@ def read(
     try:
         secret = read_secret(password_file)
     except SecretFileError as exc:
-        _fail(f"B-route password file {exc}")
+        fail(f"B-route password file {exc}")
     try:
         config = JoinConfig(
             rbid, secret.reveal(), dialect=Dialect(dialect.lower()), command_timeout=timeout
         )
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     result, info, instant, boundary = _run(_read(port, config, timeout, min_interval))
     payload = _reading_json(result, info, instant, boundary)
     if as_json:
@@ -398,9 +383,9 @@ def sim_broute(
         try:
             password = read_secret(password_file).reveal()
         except SecretFileError as exc:
-            _fail(f"password file {exc}")
+            fail(f"password file {exc}")
     if speed <= 0:
-        _fail("--speed must be positive")
+        fail("--speed must be positive")
     module = ModuleConfig(
         dialect=Dialect(dialect.lower()),
         rbid=rbid or DEFAULT_RBID,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
 from gateway.cli import CONFIG_OPTION, load_or_exit
+from gateway.cli._common import fail
 
 
 @click.group("dr")
@@ -32,13 +32,11 @@ def report_cmd(command_id: str, config_path: Path, as_json: bool) -> None:
     try:
         store = Store.open_readonly(cfg.store.path, cfg.site.id)
     except StoreError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc), 2)
     try:
         doc = report(store, command_id)
     except (KeyError, ValueError) as exc:
-        click.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
-        sys.exit(1)
+        fail(str(exc.args[0] if exc.args else exc))
     finally:
         store.close()
     if as_json:

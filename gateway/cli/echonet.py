@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from gateway.cli._common import configure_cli_logs, fail, run_command
 from gateway.cli.sim import sim
 
 if TYPE_CHECKING:
@@ -26,33 +26,18 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
-
-
-def _configure_logs(verbose: bool) -> None:
-    from gateway import logs
-
-    logs.configure("info" if verbose else "error", "console", stream=sys.stderr)
-
-
 def _run(coro: Awaitable[T]) -> T:
     """Run a command's coroutine; driver errors become one line and exit status 1."""
     from drivers.capabilities import DeviceError
 
-    async def main() -> T:
-        return await coro
+    return run_command(coro, [(DeviceError, _device_error_message)])
 
-    try:
-        return asyncio.run(main())
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
-    except DeviceError as exc:
-        message = str(exc)
-        if "Address already in use" in message:
-            message += " (is the chisan daemon running? choose another --bind address)"
-        _fail(message)
+
+def _device_error_message(exc: Exception) -> str:
+    message = str(exc)
+    if "Address already in use" in message:
+        message += " (is the chisan daemon running? choose another --bind address)"
+    return message
 
 
 def _parse_eoj(text: str) -> EOJ:
@@ -61,7 +46,7 @@ def _parse_eoj(text: str) -> EOJ:
     try:
         return EOJ.parse(text)
     except ValueError:
-        _fail(f"EOJ must be 6 hex digits like 027D01, got {text!r}", 2)
+        fail(f"EOJ must be 6 hex digits like 027D01, got {text!r}", 2)
 
 
 def _parse_epc(text: str) -> int:
@@ -73,13 +58,13 @@ def _parse_epc(text: str) -> int:
             raise ValueError
         return int(digits, 16)
     except ValueError:
-        _fail(f"EPC must be two hex digits like E4, got {text!r}", 2)
+        fail(f"EPC must be two hex digits like E4, got {text!r}", 2)
 
 
 def _parse_assignment(text: str) -> tuple[int, bytes]:
     epc_text, sep, hex_text = text.partition("=")
     if not sep:
-        _fail(f"expected EPC=HEX like DA=42, got {text!r}", 2)
+        fail(f"expected EPC=HEX like DA=42, got {text!r}", 2)
     epc = _parse_epc(epc_text)
     digits = hex_text.strip()
     if digits[:2].lower() == "0x":
@@ -87,9 +72,9 @@ def _parse_assignment(text: str) -> tuple[int, bytes]:
     try:
         edt = bytes.fromhex(digits)
     except ValueError:
-        _fail(f"value of {epc:02X} must be hex bytes like 42 or 000003E8, got {hex_text!r}", 2)
+        fail(f"value of {epc:02X} must be hex bytes like 42 or 000003E8, got {hex_text!r}", 2)
     if not edt or len(edt) > 255:
-        _fail(f"value of {epc:02X} must be 1 to 255 bytes", 2)
+        fail(f"value of {epc:02X} must be 1 to 255 bytes", 2)
     return epc, edt
 
 
@@ -98,7 +83,7 @@ def _transport(bind: str, timeout: float, retries: int, interface: str | None) -
     from gateway.clock import SystemClock
 
     if timeout <= 0:
-        _fail("--timeout must be positive", 2)
+        fail("--timeout must be positive", 2)
     settings = TransportSettings(
         bind=bind, multicast_interface=interface, timeout_s=timeout, retries=retries
     )
@@ -184,7 +169,7 @@ def discover(
     verbose: bool,
 ) -> None:
     """List ECHONET nodes and their objects: address, EOJ, class, maker, release."""
-    _configure_logs(verbose)
+    configure_cli_logs(verbose)
     from drivers.echonet.discovery import DiscoveryResult, discover
 
     multicast = force_multicast or not hosts
@@ -219,7 +204,7 @@ def discover(
         click.echo(f"warning: {host}: {why}", err=True)
     if not result.nodes:
         where = ", ".join(hosts) if hosts else f"multicast on {interface}"
-        _fail(f"no ECHONET node answered ({where}, {timeout:g} s)")
+        fail(f"no ECHONET node answered ({where}, {timeout:g} s)")
 
 
 # ---------------------------------------------------------------------------------------- get
@@ -245,7 +230,7 @@ def get(
     verbose: bool,
 ) -> None:
     """Read properties: chisan echonet get 192.168.1.20 027D01 E4 DA CF."""
-    _configure_logs(verbose)
+    configure_cli_logs(verbose)
     from drivers.echonet.properties import PropertyError, decode_value, spec_for
     from drivers.echonet.transport import EchonetTimeout, GetResult
 
@@ -260,13 +245,13 @@ def get(
             except EchonetTimeout:
                 reason = await _explain_timeout(transport, host, target)
                 if reason:
-                    _fail(reason)
+                    fail(reason)
                 raise
 
     result = _run(go())
     if not result.values:
         refused = " ".join(f"{e:02X}" for e in result.missing)
-        _fail(f"{host} {target}: the device refused every property asked ({refused})")
+        fail(f"{host} {target}: the device refused every property asked ({refused})")
     rows: dict[str, dict[str, Any]] = {}
     names: dict[str, str] = {}
     for epc in wanted:
@@ -324,7 +309,7 @@ def set_(
     verbose: bool,
 ) -> None:
     """Write properties (SetC): chisan echonet set 192.168.1.20 027D01 DA=44."""
-    _configure_logs(verbose)
+    configure_cli_logs(verbose)
     from drivers.echonet.transport import EchonetTimeout, SetResult
 
     target = _parse_eoj(eoj)
@@ -338,7 +323,7 @@ def set_(
             except EchonetTimeout:
                 reason = await _explain_timeout(transport, host, target)
                 if reason:
-                    _fail(reason)
+                    fail(reason)
                 raise
 
     result = _run(go())
@@ -347,7 +332,7 @@ def set_(
         click.echo(f"{epc:02X}={edt.hex().upper()} {verdict}")
     if result.refused:
         refused = " ".join(f"{e:02X}" for e in result.refused)
-        _fail(f"{host} {target} refused {refused}")
+        fail(f"{host} {target} refused {refused}")
 
 
 # --------------------------------------------------------------------------------- simulator
@@ -396,18 +381,16 @@ def sim_echonet(
     no_multicast: bool,
 ) -> None:
     """Run one simulated ECHONET node until Ctrl-C / SIGTERM."""
-    from gateway import logs
-
-    logs.configure("info", "console", stream=sys.stderr)
+    configure_cli_logs(verbose=True)
     from drivers.echonet.sim import DEVICE_KINDS, Faults, SimNode
     from gateway.clock import AcceleratedClock, Clock, SystemClock
 
     kinds = [d.strip() for d in devices.split(",") if d.strip()]
     bad = [k for k in kinds if k not in DEVICE_KINDS]
     if bad or not kinds:
-        _fail(f"--devices takes {', '.join(DEVICE_KINDS)}; got {devices!r}", 2)
+        fail(f"--devices takes {', '.join(DEVICE_KINDS)}; got {devices!r}", 2)
     if speed <= 0:
-        _fail("--speed must be positive", 2)
+        fail("--speed must be positive", 2)
     sna_epcs = {_parse_epc(e) for e in sna.split(",") if e.strip()}
     clock: Clock = SystemClock() if speed == 1 else AcceleratedClock(speed)
     faults = Faults(
@@ -439,7 +422,7 @@ def sim_echonet(
         try:
             await node.start()
         except OSError as exc:
-            _fail(f"cannot bind {bind}:3610: {exc.strerror or exc}")
+            fail(f"cannot bind {bind}:3610: {exc.strerror or exc}")
         click.echo(
             f"ECHONET simulator on {bind}:3610 with {', '.join(kinds)}"
             f" (speed x{speed:g}); Ctrl-C to stop",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gateway.cli import CONFIG_OPTION, load_or_exit
+from gateway.cli._common import fail
 
 
 def _send(config_path: Path, body: dict[str, Any]) -> dict[str, Any]:
@@ -20,8 +20,7 @@ def _send(config_path: Path, body: dict[str, Any]) -> dict[str, Any]:
     try:
         return asyncio.run(request(cfg.control.socket, body))
     except ControlError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc), 2)
 
 
 @click.group("override")
@@ -41,12 +40,10 @@ def override_battery(mode: str, until: str, config_path: Path) -> None:
     try:
         when = next_time(until, SystemClock().now())
     except ControlError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc), 2)
     reply = _send(config_path, {"op": "override", "mode": mode, "until": when.isoformat()})
     if not reply.get("ok"):
-        click.echo(f"error: {reply.get('error')}", err=True)
-        sys.exit(1)
+        fail(str(reply.get("error")))
     click.echo(f"override: battery {mode} until {when:%Y-%m-%d %H:%M} JST")
 
 
@@ -56,8 +53,7 @@ def override_clear(config_path: Path) -> None:
     """End the override now; remote commands apply again."""
     reply = _send(config_path, {"op": "clear"})
     if not reply.get("ok"):
-        click.echo(f"error: {reply.get('error')}", err=True)
-        sys.exit(1)
+        fail(str(reply.get("error")))
     click.echo("override cleared" if reply.get("cleared") else "no override was set")
 
 

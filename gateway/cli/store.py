@@ -14,11 +14,12 @@ import json
 import os
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gateway.cli import CONFIG_OPTION, load_or_exit
+from gateway.cli._common import fail
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -40,11 +41,6 @@ CSV_COLUMNS = (
     "hash",
     "sig",
 )
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    raise SystemExit(code)
 
 
 def _print_public(public: Ed25519PublicKey) -> None:
@@ -73,7 +69,7 @@ def keys_init(config_path: Path) -> None:
     try:
         created, public = provenance.init_key(path)
     except (provenance.KeyFileError, OSError) as exc:
-        _fail(str(exc) if isinstance(exc, provenance.KeyFileError) else f"{path}: {exc}")
+        fail(str(exc) if isinstance(exc, provenance.KeyFileError) else f"{path}: {exc}")
     if created:
         click.echo(f"created site key {path} (mode 0600)")
     else:
@@ -99,11 +95,11 @@ def keys_show(config_path: Path) -> None:
 
     path = cfg.store.site_key
     if not path.exists() and secrets.credentials_path(path.name) is None:
-        _fail(f"{path}: no site key; create it with: chisan keys init -c {config_path}")
+        fail(f"{path}: no site key; create it with: chisan keys init -c {config_path}")
     try:
         key = provenance.load_private(path)
     except provenance.KeyFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     _print_public(key.public_key())
 
 
@@ -114,7 +110,7 @@ def _date(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _fail(f"{option}: expected a date YYYY-MM-DD, not {value!r}", 2)
+        fail(f"{option}: expected a date YYYY-MM-DD, not {value!r}", 2)
 
 
 @click.command("export")
@@ -133,7 +129,7 @@ def export(config_path: Path, from_text: str, to_text: str, fmt: str) -> None:
     """Print the signed slot records of a range of days (safe while the daemon runs)."""
     first, last = _date(from_text, "--from"), _date(to_text, "--to")
     if last < first:
-        _fail(f"--to {last} is before --from {first}", 2)
+        fail(f"--to {last} is before --from {first}", 2)
     cfg = load_or_exit(config_path)
     from gateway import provenance
     from gateway.store import Store, StoreError
@@ -149,7 +145,7 @@ def export(config_path: Path, from_text: str, to_text: str, fmt: str) -> None:
                 records = store.records_by_seq(min(seqs), max(seqs))
             public = store.public_key_b64()
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if public is None and cfg.store.site_key.exists():
         try:
             public = provenance.public_key_b64(provenance.load_private(cfg.store.site_key))
@@ -202,18 +198,18 @@ def verify(file: Path, public_key_file: Path | None) -> None:
         try:
             public = provenance.parse_public_key(public_key_file.read_bytes())
         except OSError as exc:
-            _fail(f"{public_key_file}: {exc.strerror or exc}", 2)
+            fail(f"{public_key_file}: {exc.strerror or exc}", 2)
         except ValueError as exc:
-            _fail(f"{public_key_file}: {exc}", 2)
+            fail(f"{public_key_file}: {exc}", 2)
         if isinstance(named, str) and named != provenance.public_key_b64(public):
             click.echo("note: the export names another public key; using --public-key", err=True)
     elif isinstance(named, str):
         try:
             public = provenance.parse_public_key(named)
         except ValueError as exc:
-            _fail(f"{file}: public_key: {exc}", 2)
+            fail(f"{file}: public_key: {exc}", 2)
     else:
-        _fail(f"{file}: the export has no public_key; pass --public-key", 2)
+        fail(f"{file}: the export has no public_key; pass --public-key", 2)
     site = doc.get("site")
     result = provenance.verify_chain(records, public, site=site if isinstance(site, str) else None)
     if not result.ok:
@@ -226,18 +222,18 @@ def _read_export(file: Path) -> dict[str, Any]:
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
-        _fail(f"{file}: {exc.strerror or exc}", 2)
+        fail(f"{file}: {exc.strerror or exc}", 2)
     except UnicodeDecodeError:
-        _fail(f"{file}: not UTF-8 text", 2)
+        fail(f"{file}: not UTF-8 text", 2)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        _fail(f"{file}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", 2)
+        fail(f"{file}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", 2)
     if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
-        _fail(f"{file}: not a chisan export (no 'records' list)", 2)
+        fail(f"{file}: not a chisan export (no 'records' list)", 2)
     for i, record in enumerate(doc["records"]):
         if not isinstance(record, dict):
-            _fail(f"{file}: records[{i}] is not an object", 2)
+            fail(f"{file}: records[{i}] is not an object", 2)
     return doc
 
 
