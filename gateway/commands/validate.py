@@ -27,9 +27,8 @@ from gateway.clock import JST
 from gateway.commands.model import FAMILY, ActiveCommand, CommandKind
 from gateway.provenance import canonical_json, parse_public_key
 
-#: The contract lives in docs/ beside the MQTT API; this works from a source tree or an editable
-#: install. A wheel would need it shipped as package data.
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+#: Shipped inside the package (docs/schemas links here), so an installed wheel finds them too.
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 SLOT_MINUTES = 30
 #: Sanity bound beyond the schema: no DR event lasts longer than a day.
 MAX_DURATION = timedelta(hours=24)
