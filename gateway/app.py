@@ -164,11 +164,17 @@ class Gateway:
             )
             self.devices.update(setup.adapters)
             self.components.extend(setup.components)
-        for dev in self.cfg.devices:
-            if dev.protocol == "modbus" and dev.enabled:
-                self.log.warning(
-                    "modbus devices are not supported yet; device ignored", device=dev.name
-                )
+        modbus = [d for d in self.cfg.devices if d.protocol == "modbus" and d.enabled]
+        if modbus:
+            from drivers.modbus.adapters import build_modbus
+
+            msetup = build_modbus(
+                modbus,
+                self.clock,
+                lambda key, value, at: self.hub.update(key, value, at, "device"),
+            )
+            self.devices.update(msetup.adapters)
+            self.components.extend(msetup.components)
 
     def _store(self) -> None:
         from gateway.provenance import init_key, load_private, public_key_b64

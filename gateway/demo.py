@@ -76,6 +76,9 @@ host = "{node}"
 eoj = "026B01"
 poll_s = 30
 
+[commands]
+public_key_file = "backend.pub.pem"
+
 [store]
 path = "chisan.db"
 
@@ -133,6 +136,39 @@ class DemoBackend:
     console: Console
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     telemetry: dict[str, Any] = field(default_factory=dict)
+    acks: list[dict[str, Any]] = field(default_factory=list)
+    key: Any = None
+    client: Any = None
+
+    async def send_command(self, clock: Clock, kind: str, power_w: int) -> str:
+        """Publish one signed DR command for the current slot, as the market backend would."""
+        import base64
+
+        from gateway.provenance import canonical_json
+        from gateway.slots import SLOT, slot_start
+
+        start = slot_start(clock.now())
+        doc: dict[str, Any] = {
+            "id": f"demo-{kind}-{start:%H%M}",
+            "rev": 1,
+            "issued_at": clock.now().replace(microsecond=0).isoformat(),
+            "kind": kind,
+            "start": start.isoformat(),
+            "end": (start + SLOT).isoformat(),
+            "power_w": power_w,
+            "priority": 10,
+            "status": "active",
+            "nonce": f"demo-nonce-{start:%Y%m%d%H%M}",
+        }
+        if kind == "battery_discharge":
+            doc["allow_export"] = False
+        doc["sig"] = base64.b64encode(self.key.sign(canonical_json(doc))).decode()
+        self.console.print(
+            f"[magenta]backend → cmd[/magenta] {doc['id']}: {kind} {power_w} W "
+            f"{start:%H:%M}–{start + SLOT:%H:%M}"
+        )
+        await self.client.publish(f"chisan/v1/{self.site}/cmd", json.dumps(doc), qos=1)
+        return str(doc["id"])
 
     async def run(self) -> None:
         import aiomqtt
@@ -141,6 +177,7 @@ class DemoBackend:
         while True:
             try:
                 async with aiomqtt.Client("127.0.0.1", self.port, keepalive=5) as client:
+                    self.client = client
                     await client.subscribe(f"{prefix}/#", qos=1)
                     async for message in client.messages:
                         try:
@@ -160,6 +197,19 @@ class DemoBackend:
                             self.console.print(f"[dim]state[/dim] {doc}")
                         elif topic == "alarm":
                             self.console.print(f"[red]alarm[/red] {doc}")
+                        elif topic == "cmd/ack":
+                            self.acks.append(doc)
+                            extra = {
+                                k: v
+                                for k, v in doc.items()
+                                if k not in ("id", "rev", "status", "at")
+                            }
+                            self.console.print(
+                                f"[magenta]ack[/magenta] {doc.get('id')}: "
+                                f"[bold]{doc.get('status')}[/bold] {extra or ''}"
+                            )
+                        elif topic == "dr/report":
+                            self.console.print(f"[magenta]DR report[/magenta] {doc}")
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 
@@ -200,6 +250,15 @@ async def run_demo(duration_s: float, speed: float = 30.0, console: Console | No
         pw = folder / "broute-password"
         pw.write_text(DEFAULT_PASSWORD + "\n")
         pw.chmod(0o600)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        backend_key = Ed25519PrivateKey.generate()
+        (folder / "backend.pub.pem").write_bytes(
+            backend_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
         async with private_broker(folder) as port:
             module = ModuleConfig(link_delay=0.01, link_jitter=0.0, scan_scale=0.02)
             node = SimNode(
@@ -222,13 +281,16 @@ async def run_demo(duration_s: float, speed: float = 30.0, console: Console | No
                     f"meter on {emu.path}, ECHONET node {DEMO_NODE}, "
                     f"clock ×{speed:g} from {start:%Y-%m-%d %H:%M} JST"
                 )
-                backend = DemoBackend(port, DEMO_SITE, console)
+                backend = DemoBackend(port, DEMO_SITE, console, key=backend_key)
                 backend_task = asyncio.create_task(backend.run())
                 app = Gateway(cfg, clock).build()
                 sup = Supervisor(app.components, clock)
                 task = asyncio.create_task(sup.run())
                 try:
-                    await asyncio.sleep(duration_s)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            _demo_dr(app, backend, clock, node, console), duration_s
+                        )
                 finally:
                     sup.stop()
                     await task
@@ -243,6 +305,30 @@ async def run_demo(duration_s: float, speed: float = 30.0, console: Console | No
                     f"delivered and acknowledged; clock now {clock.now():%H:%M} JST"
                 )
                 return len(backend.records)
+
+
+async def _demo_dr(
+    app: Any, backend: DemoBackend, clock: Clock, node: Any, console: Console
+) -> None:
+    """Once the meter is fresh, the backend sends one DR command: 上げDR (charge the battery from
+    the PV surplus) while the home exports, 下げDR (discharge for the house) while it imports."""
+    while not (app.uplink.connected and backend.client is not None) or app.control.failsafe:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)  # polling the gateway's public state
+    await asyncio.sleep(1.0)
+    power = app.hub.latest("meter.power_w")
+    exporting = power is not None and power.value is not None and power.value < 0
+    kind, mode = ("battery_charge", 0x42) if exporting else ("battery_discharge", 0x43)
+    await backend.send_command(clock, kind, 1500)
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        if node.battery.actual == mode:
+            console.print(
+                f"[magenta]device[/magenta] simulated battery now "
+                f"{'charging' if exporting else 'discharging'} {abs(node.battery.power_w):.0f} W,"
+                f" SOC {node.battery.soc_pct:.1f} %"
+            )
+            break
+    await asyncio.Event().wait()  # keep running until the demo's time is up
 
 
 def main(duration_s: float, speed: float) -> int:

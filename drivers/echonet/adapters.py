@@ -404,7 +404,11 @@ class EchonetBattery(EchonetDevice):
                     self.name, f"cannot {mode.value}: the battery is {why} (0x{energy_epc:02X}=0)"
                 )
             if energy is not None and await self.can_set(amount_epc):
-                await self.write([(amount_epc, min(energy, 999_999_999))])
+                # The battery keeps moving between the read of A4/A5 and this Set, and a device
+                # refuses an amount above what it can take *now*: leave a minute's worth.
+                headroom = -(-watts // 60)
+                amount = max(1, min(energy, 999_999_999) - headroom)
+                await self.write([(amount_epc, amount)])
             if await self.can_set(method_epc) and await self.can_set(power_epc):
                 await self.write([(method_epc, "designated_power"), (power_epc, watts)])
         await self.write([(0xDA, self._MODE_CODES[mode])])

@@ -56,8 +56,22 @@ async def echonet_battery() -> AsyncIterator[BatteryHarness]:
         yield BatteryHarness(adapter, clock, settle, capacity_wh=9800)
 
 
+@contextlib.asynccontextmanager
+async def modbus_battery() -> AsyncIterator[BatteryHarness]:
+    from tests.drivers.modbus.simnet import drive, sim_battery
+
+    clock = ManualClock()
+    async with sim_battery(clock, soc_pct=50, capacity_wh=9800) as (_, adapter, _):
+
+        async def settle(aw: Awaitable[Any]) -> Any:
+            return await drive(clock, aw)
+
+        yield BatteryHarness(adapter, clock, settle, capacity_wh=9800)
+
+
 HARNESSES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[BatteryHarness]]] = {
     "echonet": echonet_battery,
+    "modbus": modbus_battery,
 }
 
 

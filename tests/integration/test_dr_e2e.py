@@ -98,8 +98,7 @@ async def test_dr_commands_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> N
         )
         text = text.replace('name = "ecocute"', 'name = "ecocute"\nenabled = false')
         text += (
-            f'\n[commands]\npublic_key_file = "{signer.pem}"\n'
-            "[limits]\nsoc_reserve_pct = 30\nexport_limit_w = 4500\nmeter_stale_s = 30\n"
+            "\n[limits]\nsoc_reserve_pct = 30\nexport_limit_w = 4500\nmeter_stale_s = 30\n"
             "failsafe_hysteresis_s = 30\nmin_dwell_s = 0\n"
         )
         (tmp_path / "chisan.toml").write_text(text)

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from drivers.broute.sim import (
     DEFAULT_PASSWORD,
@@ -40,6 +42,11 @@ async def test_gateway_settles_history_and_live_boundaries(
     pw = tmp_path / "broute-password"
     pw.write_text(DEFAULT_PASSWORD)
     pw.chmod(0o600)
+    (tmp_path / "backend.pub.pem").write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     module = ModuleConfig(link_delay=0.005, link_jitter=0.0, scan_scale=0.02)
     node = SimNode(NODE, devices=("pv", "battery"), clock=clock, soc_pct=55)
     async with PtyEmulator(module, MeterModelConfig(), clock) as emu, node:

@@ -75,7 +75,8 @@ async def test_charge_follows_the_aif_sequence_and_confirms_on_cf(
     assert clock.monotonic() - started >= 4  # waited for CF, not DA
     sets = [(r.epc, r.edt) for r in sim.set_log]
     assert sets == [
-        (0xAA, (9800 - 3920).to_bytes(4, "big")),
+        # chargeable now (A4) less a minute at 1500 W (25 Wh): the battery moves meanwhile
+        (0xAA, (9800 - 3920 - 25).to_bytes(4, "big")),
         (0xC1, b"\x03"),
         (0xEB, (1500).to_bytes(4, "big")),
         (0xDA, b"\x42"),
@@ -96,7 +97,8 @@ async def test_discharge_standby_auto(
     await drive(clock, battery.discharge(2000))
     assert (await battery.power_w()).value == -2000
     assert [r.epc for r in sim.set_log] == [0xAB, 0xC2, 0xEC, 0xDA]
-    assert sim.sets(0xAB)[0].edt == (round(9800 * 0.8)).to_bytes(4, "big")
+    # dischargeable now (A5) less a minute at 2000 W (34 Wh)
+    assert sim.sets(0xAB)[0].edt == (round(9800 * 0.8) - 34).to_bytes(4, "big")
     await drive(clock, battery.standby())
     assert (await battery.mode()).value is BatteryMode.STANDBY
     assert (await battery.power_w()).value == 0

@@ -1,0 +1,55 @@
+"""Helpers for tests against the pymodbus simulator on loopback: a sim and adapter pair, a driven
+ManualClock (shared with the contract test)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from drivers.modbus.adapters import SunSpecBattery
+from drivers.modbus.sim import SunSpecSim
+from drivers.modbus.transport import ModbusSettings, ModbusTransport
+from gateway.clock import ManualClock
+
+T = TypeVar("T")
+
+
+async def drive(
+    clock: ManualClock, aw: Awaitable[T], *, step: float = 0.5, limit_s: float = 600.0
+) -> T:
+    """Await ``aw`` while device time passes ``step`` s every couple of real milliseconds."""
+    task = asyncio.ensure_future(aw)
+    moved = 0.0
+    while not task.done():
+        await asyncio.sleep(0.002)
+        if task.done():
+            break
+        if moved >= limit_s:
+            task.cancel()
+            raise AssertionError(f"still not done after {limit_s} s of clock time")
+        clock.advance(step)
+        moved += step
+    return task.result()
+
+
+def transport_for(sim: SunSpecSim, *, timeout_s: float = 0.5) -> ModbusTransport:
+    settings = ModbusSettings(
+        host=sim.host, port=sim.port, unit_id=sim.unit_id, timeout_s=timeout_s
+    )
+    return ModbusTransport("battery", settings)
+
+
+@contextlib.asynccontextmanager
+async def sim_battery(
+    clock: ManualClock | None = None, **sim_options: Any
+) -> AsyncIterator[tuple[SunSpecSim, SunSpecBattery, ManualClock]]:
+    clock = clock or ManualClock()
+    async with SunSpecSim(clock, **sim_options) as sim:
+        transport = transport_for(sim)
+        adapter = SunSpecBattery("battery", transport, clock, confirm_timeout_s=5.0)
+        try:
+            yield sim, adapter, clock
+        finally:
+            await transport.close()
