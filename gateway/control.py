@@ -92,6 +92,8 @@ class Control:
         self._wake = asyncio.Event()
         self._backend_lost_at: float | None = None
         self._failsafe_alarmed = False
+        self._battery_seen: list[tuple[datetime, float]] = []
+        self._battery_changed_at: datetime | None = None
         self._ratings: Any = None
         self._reverse_flow: bool | None = None
         self._pv_contract = PvContract.UNKNOWN
@@ -175,6 +177,7 @@ class Control:
         currents, currents_at = get(rk.METER_CURRENTS_A)
         soc, soc_at = get(rk.BATTERY_SOC_PCT)
         bpower, bpower_at = get(rk.BATTERY_POWER_W)
+        self._remember_battery(bpower, bpower_at)
         r_a = t_a = None
         if isinstance(currents, tuple | list) and len(currents) == 2:
             r_a, t_a = currents[0], currents[1]
@@ -192,6 +195,41 @@ class Control:
             ratings=self._ratings,
             pv_contract=self._pv_contract,
         )
+
+    def _remember_battery(self, value: Any, at: datetime | None) -> None:
+        if at is None or not isinstance(value, int | float):
+            return
+        if not self._battery_seen or self._battery_seen[-1][0] != at:
+            self._battery_seen.append((at, float(value)))
+            del self._battery_seen[:-32]
+
+    def _as_seen_by_meter(self, m: Measurements, request: Setpoint) -> Measurements:
+        """The battery power the meter's reading contains, judged conservatively.
+
+        The meter and the battery are polled at different moments. A meter reading taken before
+        the battery started discharging, combined with a fresh battery reading, would make the
+        house look bigger than it is and let the battery export: the interlock's arithmetic
+        (house = meter − battery) needs the battery power *inside* that meter reading. That is
+        the battery reading taken at or before the meter reading, unless the battery was told
+        something new since; when it cannot be known, the value that allows less is used
+        (the larger one for a discharge, the smaller one for a charge).
+        """
+        meter_at = m.meter_power_at
+        current = m.battery_power_w
+        if meter_at is None or current is None:
+            return m
+        before = [(at, v) for at, v in self._battery_seen if at <= meter_at]
+        changed = self._battery_changed_at
+        if before:
+            seen_at, seen = before[-1]
+            if changed is None or not seen_at < changed <= meter_at:
+                return replace(m, battery_power_w=seen, battery_power_at=seen_at)
+            candidates = [seen, float(current), 0.0]
+        else:
+            candidates = [float(current), 0.0]
+        if request.kind is SetpointKind.BATTERY_CHARGE:
+            return replace(m, battery_power_w=min(candidates))
+        return replace(m, battery_power_w=max(candidates))
 
     async def _refresh_info(self) -> None:
         """Ratings, reverse-flow type and FIT contract change rarely: read them hourly."""
@@ -268,6 +306,8 @@ class Control:
             pct = getattr(cmd, "limit_pct", None)
             run.pv_pct = pct is not None
             request = replace(request, limit_w=None if pct is None else float(pct))
+        if fam == "battery":
+            m = self._as_seen_by_meter(m, request)
         decision = evaluate(request, m, self.limits, now, self.ctx)
         if fam == "battery":
             self.ctx = next_context(self.ctx, decision, now)
@@ -302,6 +342,8 @@ class Control:
                 with contextlib.suppress(DeviceError):
                     await self._actuate(fam, device, AUTO if fam == "battery" else NOTHING, run)
             return
+        if first and fam == "battery":
+            self._battery_changed_at = self.clock.now()
         run.applied = allowed
         run.applied_mono = self.clock.monotonic()
         if first:

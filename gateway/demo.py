@@ -265,6 +265,7 @@ async def run_demo(duration_s: float, speed: float = 30.0, console: Console | No
                 DEMO_NODE, devices=("pv", "battery", "water_heater"), clock=clock, soc_pct=60
             )
             async with PtyEmulator(module, MeterModelConfig(), clock) as emu, node:
+                emu.meter.extra_load = lambda: float(node.battery.power_w)  # behind the meter
                 cfg_path = folder / "chisan.toml"
                 cfg_path.write_text(
                     DEMO_CONFIG.format(

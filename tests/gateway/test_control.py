@@ -240,3 +240,25 @@ async def test_stale_meter_enters_failsafe_with_alarm() -> None:
     assert battery.calls[-1] == ("auto", None)
     assert state["alarms"][-1]["kind"] == "failsafe" and state["alarms"][-1]["active"]
     assert commands.reports[-1][:2] == ("clamped", "c1")
+
+
+async def test_meter_older_than_the_battery_change_does_not_inflate_the_house() -> None:
+    """A fresh discharge reading beside a meter reading taken before the discharge must not make
+    the house look bigger (house = meter − battery) and let the battery export."""
+    control, battery, commands, clock, hub, _ = setup()
+    meter_at = clock.now()
+    hub.update(BATTERY_POWER_W, 0.0, meter_at - timedelta(seconds=1))
+    hub.update(BATTERY_SOC_PCT, 60.0, meter_at)
+    hub.update(METER_POWER_W, 1200.0, meter_at)  # the house, battery idle
+    hub.update(METER_CURRENTS_A, (6.0, 6.0), meter_at)
+    commands.now_active["battery"] = discharge(allow_export=False, power_w=3000)
+    await step(control)
+    assert battery.calls[-1] == ("discharge", 1100)  # house 1200 W − margin 100 W
+    clock.advance(2)
+    hub.update(BATTERY_POWER_W, -1100.0, clock.now())  # the battery now discharges...
+    await step(control)  # ...but the meter reading is still the one from before
+    assert control.last_decisions["battery"].allowed.power_w == 1100  # not 1200 + 1100 − 100
+    clock.advance(2)
+    hub.update(METER_POWER_W, 100.0, clock.now())  # the meter now sees the discharge
+    await step(control)
+    assert control.last_decisions["battery"].allowed.power_w == 1100

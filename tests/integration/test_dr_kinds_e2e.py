@@ -113,3 +113,50 @@ async def test_each_command_kind_actuates_its_device(tmp_path: Path, mosquitto: 
                 await task
                 app.close()
     assert backend.invalid == [], backend.invalid
+
+
+async def test_fit_home_never_exports_from_the_battery(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """Under FIT a discharge asking for export is clamped to the house load (fit_no_export)."""
+    clock = AcceleratedClock(20, datetime(2026, 11, 27, 18, 1, 0, tzinfo=JST))
+    signer = Signer(tmp_path)
+    pw = tmp_path / "broute-password"
+    pw.write_text(DEFAULT_PASSWORD)
+    pw.chmod(0o600)
+    module = ModuleConfig(link_delay=0.003, link_jitter=0.0, scan_scale=0.02)
+    node = SimNode(NODE, devices=("battery", "pv"), clock=clock, soc_pct=80, fit=True)
+    async with PtyEmulator(module, MeterModelConfig(), clock) as emu, node:
+        emu.meter.extra_load = lambda: float(node.battery.power_w)  # behind the meter
+        text = DEMO_CONFIG.format(
+            site=SITE, mqtt_port=mosquitto.port, pty=emu.path, rbid=DEFAULT_RBID, node=NODE
+        ).replace("fit = false", "fit = true")
+        text = text.replace('name = "ecocute"', 'name = "ecocute"\nenabled = false')
+        text += "\n[limits]\nmin_dwell_s = 0\nfailsafe_hysteresis_s = 20\n"
+        (tmp_path / "chisan.toml").write_text(text)
+        app = Gateway(load(tmp_path / "chisan.toml"), clock).build()
+        sup = Supervisor(app.components, clock)
+        async with FakeBackend(mosquitto.port) as backend:
+            task = asyncio.create_task(sup.run())
+            try:
+                await until(lambda: app.uplink.connected and not app.control.failsafe, 60)
+                await backend.send(SITE, "cmd", signer.command(clock, power_w=3000))
+                cmd_id = f"dr-{signer.n}"
+                await until(lambda: "clamped" in acks(backend, cmd_id), 20)
+                clamp = next(a for a in backend.of("cmd/ack") if a["status"] == "clamped")
+                assert clamp["clamped_by"] == "fit_no_export"
+                assert 0 < clamp["allowed_w"] < 3000
+                await until(lambda: node.battery.actual == 0x43, 20)
+                # The meter sees house load plus the battery: under FIT the battery covers the
+                # house at most, so the meter never exports by more than the load's own
+                # minute-to-minute swings allow between two polls.
+                for _ in range(50):
+                    node.update()
+                    net = emu.meter.power_w(clock.now())
+                    assert net > -400, (net, node.battery.power_w)
+                    await asyncio.sleep(0.02)
+            finally:
+                sup.stop()
+                await task
+                app.close()
+    assert backend.invalid == [], backend.invalid

@@ -18,6 +18,7 @@ the same ones the driver decodes with. Nothing here touches a clock, a socket or
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
@@ -98,6 +99,9 @@ class MeterModel:
 
     def __init__(self, config: MeterModelConfig, start: datetime) -> None:
         self.config = config
+        #: Power (W, + import) of simulated devices behind the meter, e.g. the simulated battery's
+        #: D3, so that a discharge the gateway commands really shows on E7 and in the counters.
+        self.extra_load: Callable[[], float] | None = None
         unit = unit_multiplier(config.unit_code)  # raises on an undefined code
         self.wh_per_count = float(unit * (config.coefficient or 1) * 1000)
         self.modulus = 10**config.digits
@@ -116,6 +120,10 @@ class MeterModel:
 
     def power_at_minute(self, minute: int) -> float:
         """Net power (W, + import) during the minute starting at ``minute`` × 60 s (Unix)."""
+        extra = self.extra_load() if self.extra_load is not None else 0.0
+        return self._household(minute) + extra
+
+    def _household(self, minute: int) -> float:
         cfg = self.config
         if cfg.fixed_power_w is not None:
             return float(cfg.fixed_power_w)
