@@ -316,7 +316,9 @@ async def _demo_dr(
     while not (app.uplink.connected and backend.client is not None) or app.control.failsafe:  # noqa: ASYNC110
         await asyncio.sleep(0.2)  # polling the gateway's public state
     await asyncio.sleep(1.0)
-    power = app.hub.latest("meter.power_w")
+    from gateway.readings import METER_POWER_W
+
+    power = app.hub.latest(METER_POWER_W)
     exporting = power is not None and power.value is not None and power.value < 0
     kind, mode = ("battery_charge", 0x42) if exporting else ("battery_discharge", 0x43)
     await backend.send_command(clock, kind, 1500)

@@ -11,16 +11,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from drivers.readings import (
+    BATTERY_MODE,
+    BATTERY_POWER_W,
+    BATTERY_SOC_PCT,
+    METER_CURRENTS_A,
+    METER_EXPORT_KWH,
+    METER_IMPORT_KWH,
+    METER_POWER_W,
+    PV_POWER_W,
+)
 from gateway.slots import iso
 
-METER_POWER_W = "meter.power_w"
-METER_CURRENTS_A = "meter.currents_a"
-METER_IMPORT_KWH = "meter.import_kwh"
-METER_EXPORT_KWH = "meter.export_kwh"
-PV_POWER_W = "pv.power_w"
-BATTERY_POWER_W = "battery.power_w"
-BATTERY_SOC_PCT = "battery.soc_pct"
-BATTERY_MODE = "battery.mode"
+__all__ = [
+    "BATTERY_MODE",
+    "BATTERY_POWER_W",
+    "BATTERY_SOC_PCT",
+    "METER_CURRENTS_A",
+    "METER_EXPORT_KWH",
+    "METER_IMPORT_KWH",
+    "METER_POWER_W",
+    "PV_POWER_W",
+    "Reading",
+    "ReadingsHub",
+]
 
 
 @dataclass(frozen=True)

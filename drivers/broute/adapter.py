@@ -40,6 +40,12 @@ from drivers.broute.meter import (
 from drivers.broute.transport import BAUDRATE, ModuleLink, SessionParams
 from drivers.capabilities import Boundary, DeviceError, Measured
 from drivers.echonet.properties import PropertyError
+from drivers.readings import (
+    METER_CURRENTS_A,
+    METER_EXPORT_KWH,
+    METER_IMPORT_KWH,
+    METER_POWER_W,
+)
 from gateway.clock import JST, Clock
 from gateway.logs import get_logger
 
@@ -62,10 +68,10 @@ __all__ = [
     "pan_to_json",
 ]
 
-READING_POWER = "meter.power_w"
-READING_CURRENTS = "meter.currents_a"
-READING_IMPORT = "meter.import_kwh"
-READING_EXPORT = "meter.export_kwh"
+READING_POWER = METER_POWER_W
+READING_CURRENTS = METER_CURRENTS_A
+READING_IMPORT = METER_IMPORT_KWH
+READING_EXPORT = METER_EXPORT_KWH
 
 SLOT = timedelta(minutes=30)
 

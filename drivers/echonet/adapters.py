@@ -17,8 +17,6 @@ values every ``poll_s`` and on every INF the device sends, and reports them as
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,6 +34,21 @@ from drivers.echonet.transport import (
     EchonetTransport,
     GetResult,
     Notification,
+)
+from drivers.poller import DevicePoller
+from drivers.readings import (
+    BATTERY_CHARGED_WH,
+    BATTERY_DISCHARGED_WH,
+    BATTERY_MODE,
+    BATTERY_POWER_W,
+    BATTERY_REMAINING_WH,
+    BATTERY_SOC_PCT,
+    PV_GENERATED_WH,
+    PV_LIMIT_PCT,
+    PV_LIMIT_W,
+    PV_POWER_W,
+    PV_SOLD_WH,
+    ReadingCallback,
 )
 from gateway.clock import Clock
 from gateway.logs import get_logger
@@ -71,21 +84,7 @@ __all__ = [
     "build_echonet",
 ]
 
-ReadingCallback = Callable[[str, Any, datetime], None]
-
 _T = TypeVar("_T")
-
-BATTERY_SOC_PCT: Final = "battery.soc_pct"
-BATTERY_POWER_W: Final = "battery.power_w"
-BATTERY_MODE: Final = "battery.mode"
-BATTERY_REMAINING_WH: Final = "battery.remaining_wh"
-BATTERY_CHARGED_WH: Final = "battery.charged_wh"
-BATTERY_DISCHARGED_WH: Final = "battery.discharged_wh"
-PV_POWER_W: Final = "pv.power_w"
-PV_GENERATED_WH: Final = "pv.generated_wh"
-PV_SOLD_WH: Final = "pv.sold_wh"
-PV_LIMIT_PCT: Final = "pv.limit_pct"
-PV_LIMIT_W: Final = "pv.limit_w"
 
 
 class EchonetNotFollowing(EchonetError):
@@ -751,13 +750,10 @@ def adapter_for(
     return cls(device.name, device.host, eoj, transport, clock, **options)
 
 
-class EchonetPoller:
-    """Daemon component for one device: poll every ``poll_s`` and on its INF, report readings.
+class EchonetPoller(DevicePoller):
+    """The device's poller, which also polls at once when the device announces a change (INF)."""
 
-    A failed poll is logged (once per outage, and the recovery) and retried next period: the
-    readings simply go stale, which the interlock notices; restarting would not help a device
-    that is off.
-    """
+    failures_of = (EchonetError,)
 
     def __init__(
         self,
@@ -766,55 +762,18 @@ class EchonetPoller:
         on_reading: ReadingCallback,
         poll_s: float = 10.0,
     ) -> None:
-        self.device = device
-        self.name = device.name
-        self.clock = clock
-        self.on_reading = on_reading
-        self.poll_s = poll_s
-        self.polls = 0
-        self.failures = 0
-        self.last: dict[str, Measured[Any]] = {}
-        self._wake = asyncio.Event()
-        self._failing = False
+        super().__init__(device, clock, on_reading, poll_s)
+        self.device: EchonetDevice = device
 
     def _heard(self, note: Notification) -> None:
-        self._wake.set()
-
-    async def poll_once(self) -> dict[str, Measured[Any]]:
-        readings = await self.device.poll()
-        self.polls += 1
-        self.last.update(readings)
-        for key, measured in readings.items():
-            self.on_reading(key, measured.value, measured.at)
-        return readings
+        self.wake()
 
     async def run(self) -> None:
         unsubscribe = self.device.transport.subscribe(
             self._heard, host=self.device.host, eoj=self.device.eoj
         )
         try:
-            while True:
-                self._wake.clear()
-                try:
-                    await self.poll_once()
-                except EchonetError as exc:
-                    self.failures += 1
-                    if not self._failing:
-                        self.device.log.warning("poll failed", error=str(exc))
-                    self._failing = True
-                else:
-                    if self._failing:
-                        self.device.log.info("device answers again")
-                    self._failing = False
-                sleeper = asyncio.ensure_future(self.clock.sleep(self.poll_s))
-                waker = asyncio.ensure_future(self._wake.wait())
-                try:
-                    await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in (sleeper, waker):
-                        task.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+            await super().run()
         finally:
             unsubscribe()
 

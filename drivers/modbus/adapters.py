@@ -51,6 +51,18 @@ from drivers.modbus.transport import (
     ModbusSettings,
     ModbusTransport,
 )
+from drivers.poller import DevicePoller
+from drivers.readings import (
+    BATTERY_CHARGED_WH,
+    BATTERY_DISCHARGED_WH,
+    BATTERY_MODE,
+    BATTERY_POWER_W,
+    BATTERY_REMAINING_WH,
+    BATTERY_SOC_PCT,
+    PV_GENERATED_WH,
+    PV_POWER_W,
+    ReadingCallback,
+)
 from gateway.clock import Clock
 from gateway.logs import get_logger
 
@@ -79,19 +91,7 @@ __all__ = [
     "build_modbus",
 ]
 
-ReadingCallback = Callable[[str, Any, datetime], None]
-
 _T = TypeVar("_T")
-
-# The same reading keys as the ECHONET adapters: the core does not care which protocol spoke.
-BATTERY_SOC_PCT: Final = "battery.soc_pct"
-BATTERY_POWER_W: Final = "battery.power_w"
-BATTERY_MODE: Final = "battery.mode"
-BATTERY_REMAINING_WH: Final = "battery.remaining_wh"
-BATTERY_CHARGED_WH: Final = "battery.charged_wh"
-BATTERY_DISCHARGED_WH: Final = "battery.discharged_wh"
-PV_POWER_W: Final = "pv.power_w"
-PV_GENERATED_WH: Final = "pv.generated_wh"
 
 
 class ModbusProtocolError(ModbusError):
@@ -463,49 +463,20 @@ def adapter_for(
     return cls(device.name, transport, clock, **options)
 
 
-class ModbusPoller:
-    """Daemon component for one device: poll every ``poll_s``, report readings.
+class ModbusPoller(DevicePoller):
+    """The device's poller; it owns the device's connection and closes it when stopped."""
 
-    A failed poll is logged (once per outage, and the recovery) and retried next period: the
-    readings go stale, which the interlock notices; restarting would not help a device that is off.
-    """
+    failures_of = (ModbusError,)
 
     def __init__(
         self, device: SunSpecDevice, clock: Clock, on_reading: ReadingCallback, poll_s: float = 10.0
     ) -> None:
-        self.device = device
-        self.name = device.name
-        self.clock = clock
-        self.on_reading = on_reading
-        self.poll_s = poll_s
-        self.polls = 0
-        self.failures = 0
-        self.last: dict[str, Measured[Any]] = {}
-        self._failing = False
-
-    async def poll_once(self) -> dict[str, Measured[Any]]:
-        readings = await self.device.poll()
-        self.polls += 1
-        self.last.update(readings)
-        for key, measured in readings.items():
-            self.on_reading(key, measured.value, measured.at)
-        return readings
+        super().__init__(device, clock, on_reading, poll_s)
+        self.device: SunSpecDevice = device
 
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    await self.poll_once()
-                except ModbusError as exc:
-                    self.failures += 1
-                    if not self._failing:
-                        self.device.log.warning("poll failed", error=str(exc))
-                    self._failing = True
-                else:
-                    if self._failing:
-                        self.device.log.info("device answers again")
-                    self._failing = False
-                await self.clock.sleep(self.poll_s)
+            await super().run()
         finally:
             with contextlib.suppress(Exception):
                 await self.device.transport.close()
