@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -88,6 +88,22 @@ def _transport(bind: str, timeout: float, retries: int, interface: str | None) -
         bind=bind, multicast_interface=interface, timeout_s=timeout, retries=retries
     )
     return EchonetTransport(settings, SystemClock())
+
+
+async def _explained(
+    transport: Any, host: str, target: Any, request: Callable[[], Awaitable[T]]
+) -> T:
+    """Run one request; a timeout whose cause can be named (wrong object, busy port) says so."""
+    from drivers.echonet.transport import EchonetTimeout
+
+    async with transport:
+        try:
+            return await request()
+        except EchonetTimeout:
+            reason = await _explain_timeout(transport, host, target)
+            if reason:
+                fail(reason)
+            raise
 
 
 async def _explain_timeout(transport: EchonetTransport, host: str, eoj: EOJ) -> str | None:
@@ -232,23 +248,15 @@ def get(
     """Read properties: chisan echonet get 192.168.1.20 027D01 E4 DA CF."""
     configure_cli_logs(verbose)
     from drivers.echonet.properties import PropertyError, decode_value, spec_for
-    from drivers.echonet.transport import EchonetTimeout, GetResult
+    from drivers.echonet.transport import GetResult
 
     target = _parse_eoj(eoj)
     wanted = list(dict.fromkeys(_parse_epc(e) for e in epcs))
     transport = _transport(bind, timeout, retries, None)
 
-    async def go() -> GetResult:
-        async with transport:
-            try:
-                return await transport.get(host, target, wanted)
-            except EchonetTimeout:
-                reason = await _explain_timeout(transport, host, target)
-                if reason:
-                    fail(reason)
-                raise
-
-    result = _run(go())
+    result: GetResult = _run(
+        _explained(transport, host, target, lambda: transport.get(host, target, wanted))
+    )
     if not result.values:
         refused = " ".join(f"{e:02X}" for e in result.missing)
         fail(f"{host} {target}: the device refused every property asked ({refused})")
@@ -310,23 +318,15 @@ def set_(
 ) -> None:
     """Write properties (SetC): chisan echonet set 192.168.1.20 027D01 DA=44."""
     configure_cli_logs(verbose)
-    from drivers.echonet.transport import EchonetTimeout, SetResult
+    from drivers.echonet.transport import SetResult
 
     target = _parse_eoj(eoj)
     props = [_parse_assignment(a) for a in assignments]
     transport = _transport(bind, timeout, retries, None)
 
-    async def go() -> SetResult:
-        async with transport:
-            try:
-                return await transport.set(host, target, props)
-            except EchonetTimeout:
-                reason = await _explain_timeout(transport, host, target)
-                if reason:
-                    fail(reason)
-                raise
-
-    result = _run(go())
+    result: SetResult = _run(
+        _explained(transport, host, target, lambda: transport.set(host, target, props))
+    )
     for epc, edt in props:
         verdict = "accepted" if epc in result.accepted else "refused"
         click.echo(f"{epc:02X}={edt.hex().upper()} {verdict}")
