@@ -9,21 +9,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from drivers.broute.sim import (
-    DEFAULT_PASSWORD,
-    DEFAULT_RBID,
-    MeterModelConfig,
-    ModuleConfig,
-    PtyEmulator,
-)
-from drivers.echonet.sim import SimNode
-from gateway.app import Gateway
 from gateway.clock import JST, AcceleratedClock
-from gateway.config import load
-from gateway.demo import DEMO_CONFIG
-from gateway.supervisor import Supervisor
-from tests.integration.test_dr_e2e import Signer, acks
-from tests.support.backend import FakeBackend
+from tests.support.backend import Signer, acks
+from tests.support.home import simulated_home, until
 from tests.support.mosquitto import Mosquitto
 
 SITE = "demo-0001"
@@ -31,87 +19,65 @@ NODE = "127.0.0.81"
 AIRCON = '\n[[device]]\nname = "aircon"\nkind = "aircon"\nprotocol = "echonet"\n'
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def test_each_command_kind_actuates_its_device(tmp_path: Path, mosquitto: Mosquitto) -> None:
     # Evening: the home imports, so discharging for the house is allowed without export.
     clock = AcceleratedClock(20, datetime(2026, 11, 27, 18, 1, 0, tzinfo=JST))
     signer = Signer(tmp_path)
-    pw = tmp_path / "broute-password"
-    pw.write_text(DEFAULT_PASSWORD)
-    pw.chmod(0o600)
-    module = ModuleConfig(link_delay=0.003, link_jitter=0.0, scan_scale=0.02)
-    node = SimNode(
+    config = AIRCON + f'host = "{NODE}"\neoj = "013001"\n'
+    config += "\n[limits]\nmin_dwell_s = 0\nfailsafe_hysteresis_s = 20\nbreaker_a = 120\n"
+    async with simulated_home(
+        tmp_path,
+        mosquitto.port,
+        clock,
         NODE,
-        devices=("battery", "pv", "water_heater", "aircon"),
-        clock=clock,
+        ("battery", "pv", "water_heater", "aircon"),
+        edit_config=lambda text: text + config,
         soc_pct=60,
         mode_delay_s=0.2,
-    )
-    async with PtyEmulator(module, MeterModelConfig(), clock) as emu, node:
-        text = DEMO_CONFIG.format(
-            site=SITE, mqtt_port=mosquitto.port, pty=emu.path, rbid=DEFAULT_RBID, node=NODE
-        )
-        text += AIRCON + f'host = "{NODE}"\neoj = "013001"\n'
-        text += "\n[limits]\nmin_dwell_s = 0\nfailsafe_hysteresis_s = 20\nbreaker_a = 120\n"
-        (tmp_path / "chisan.toml").write_text(text)
-        app = Gateway(load(tmp_path / "chisan.toml"), clock).build()
-        sup = Supervisor(app.components, clock)
-        async with FakeBackend(mosquitto.port) as backend:
-            task = asyncio.create_task(sup.run())
-            try:
-                await until(lambda: app.uplink.connected and not app.control.failsafe, 60)
-                cases: list[tuple[dict[str, Any], Callable[[], bool]]] = [
-                    (
-                        {"kind": "battery_charge", "power_w": 1000, "allow_export": None},
-                        lambda: node.battery.actual == 0x42,
-                    ),
-                    (
-                        {"kind": "battery_discharge", "power_w": 500},
-                        lambda: node.battery.actual == 0x43,
-                    ),
-                    (
-                        {"kind": "battery_standby", "power_w": None, "allow_export": None},
-                        lambda: node.battery.actual == 0x44,
-                    ),
-                    (
-                        {"kind": "battery_auto", "power_w": None, "allow_export": None},
-                        lambda: node.battery.actual == 0x46,
-                    ),
-                    (
-                        {
-                            "kind": "pv_limit",
-                            "power_w": None,
-                            "allow_export": None,
-                            "limit_pct": 50,
-                        },
-                        lambda: node.pv.limit_pct == 50,
-                    ),
-                    (
-                        {"kind": "water_heater_heat", "power_w": None, "allow_export": None},
-                        lambda: node.water_heater.automatic == 0x42,
-                    ),
-                    (
-                        {"kind": "aircon_saving", "power_w": None, "allow_export": None},
-                        lambda: node.aircon.saving == 0x41,
-                    ),
-                ]
-                for priority, (fields, done) in enumerate(cases, start=10):
-                    await backend.send(
-                        SITE, "cmd", signer.command(clock, priority=priority, **fields)
-                    )
-                    cmd_id = f"dr-{signer.n}"
-                    await until(lambda: "started" in acks(backend, cmd_id), 20)  # noqa: B023
-                    assert acks(backend, cmd_id)[:3] == ["received", "scheduled", "started"]
-                    await until(done, 20)
-            finally:
-                sup.stop()
-                await task
-                app.close()
+    ) as home:
+        app, node, backend = home.app, home.node, home.backend
+        await until(lambda: app.uplink.connected and not app.control.failsafe, 60)
+        cases: list[tuple[dict[str, Any], Callable[[], bool]]] = [
+            (
+                {"kind": "battery_charge", "power_w": 1000, "allow_export": None},
+                lambda: node.battery.actual == 0x42,
+            ),
+            (
+                {"kind": "battery_discharge", "power_w": 500},
+                lambda: node.battery.actual == 0x43,
+            ),
+            (
+                {"kind": "battery_standby", "power_w": None, "allow_export": None},
+                lambda: node.battery.actual == 0x44,
+            ),
+            (
+                {"kind": "battery_auto", "power_w": None, "allow_export": None},
+                lambda: node.battery.actual == 0x46,
+            ),
+            (
+                {
+                    "kind": "pv_limit",
+                    "power_w": None,
+                    "allow_export": None,
+                    "limit_pct": 50,
+                },
+                lambda: node.pv.limit_pct == 50,
+            ),
+            (
+                {"kind": "water_heater_heat", "power_w": None, "allow_export": None},
+                lambda: node.water_heater.automatic == 0x42,
+            ),
+            (
+                {"kind": "aircon_saving", "power_w": None, "allow_export": None},
+                lambda: node.aircon.saving == 0x41,
+            ),
+        ]
+        for priority, (fields, done) in enumerate(cases, start=10):
+            await backend.send(SITE, "cmd", signer.command(clock, priority=priority, **fields))
+            cmd_id = f"dr-{signer.n}"
+            await until(lambda: "started" in acks(backend, cmd_id), 20)  # noqa: B023
+            assert acks(backend, cmd_id)[:3] == ["received", "scheduled", "started"]
+            await until(done, 20)
     assert backend.invalid == [], backend.invalid
 
 
@@ -121,42 +87,35 @@ async def test_fit_home_never_exports_from_the_battery(
     """Under FIT a discharge asking for export is clamped to the house load (fit_no_export)."""
     clock = AcceleratedClock(20, datetime(2026, 11, 27, 18, 1, 0, tzinfo=JST))
     signer = Signer(tmp_path)
-    pw = tmp_path / "broute-password"
-    pw.write_text(DEFAULT_PASSWORD)
-    pw.chmod(0o600)
-    module = ModuleConfig(link_delay=0.003, link_jitter=0.0, scan_scale=0.02)
-    node = SimNode(NODE, devices=("battery", "pv"), clock=clock, soc_pct=80, fit=True)
-    async with PtyEmulator(module, MeterModelConfig(), clock) as emu, node:
-        emu.meter.extra_load = lambda: float(node.battery.power_w)  # behind the meter
-        text = DEMO_CONFIG.format(
-            site=SITE, mqtt_port=mosquitto.port, pty=emu.path, rbid=DEFAULT_RBID, node=NODE
-        ).replace("fit = false", "fit = true")
-        text = text.replace('name = "ecocute"', 'name = "ecocute"\nenabled = false')
-        text += "\n[limits]\nmin_dwell_s = 0\nfailsafe_hysteresis_s = 20\n"
-        (tmp_path / "chisan.toml").write_text(text)
-        app = Gateway(load(tmp_path / "chisan.toml"), clock).build()
-        sup = Supervisor(app.components, clock)
-        async with FakeBackend(mosquitto.port) as backend:
-            task = asyncio.create_task(sup.run())
-            try:
-                await until(lambda: app.uplink.connected and not app.control.failsafe, 60)
-                await backend.send(SITE, "cmd", signer.command(clock, power_w=3000))
-                cmd_id = f"dr-{signer.n}"
-                await until(lambda: "clamped" in acks(backend, cmd_id), 20)
-                clamp = next(a for a in backend.of("cmd/ack") if a["status"] == "clamped")
-                assert clamp["clamped_by"] == "fit_no_export"
-                assert 0 < clamp["allowed_w"] < 3000
-                await until(lambda: node.battery.actual == 0x43, 20)
-                # The meter sees house load plus the battery: under FIT the battery covers the
-                # house at most, so the meter never exports by more than the load's own
-                # minute-to-minute swings allow between two polls.
-                for _ in range(50):
-                    node.update()
-                    net = emu.meter.power_w(clock.now())
-                    assert net > -400, (net, node.battery.power_w)
-                    await asyncio.sleep(0.02)
-            finally:
-                sup.stop()
-                await task
-                app.close()
+    async with simulated_home(
+        tmp_path,
+        mosquitto.port,
+        clock,
+        NODE,
+        ("battery", "pv"),
+        edit_config=lambda text: (
+            text.replace("fit = false", "fit = true")
+            + "\n[limits]\nmin_dwell_s = 0\nfailsafe_hysteresis_s = 20\n"
+        ),
+        meter_sees_battery=True,
+        soc_pct=80,
+        fit=True,
+    ) as home:
+        app, emu, node, backend = home.app, home.emu, home.node, home.backend
+        await until(lambda: app.uplink.connected and not app.control.failsafe, 60)
+        await backend.send(SITE, "cmd", signer.command(clock, power_w=3000))
+        cmd_id = f"dr-{signer.n}"
+        await until(lambda: "clamped" in acks(backend, cmd_id), 20)
+        clamp = next(a for a in backend.of("cmd/ack") if a["status"] == "clamped")
+        assert clamp["clamped_by"] == "fit_no_export"
+        assert 0 < clamp["allowed_w"] < 3000
+        await until(lambda: node.battery.actual == 0x43, 20)
+        # The meter sees house load plus the battery: under FIT the battery covers the
+        # house at most, so the meter never exports by more than the load's own
+        # minute-to-minute swings allow between two polls.
+        for _ in range(50):
+            node.update()
+            net = emu.meter.power_w(clock.now())
+            assert net > -400, (net, node.battery.power_w)
+            await asyncio.sleep(0.02)
     assert backend.invalid == [], backend.invalid

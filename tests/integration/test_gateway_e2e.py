@@ -4,33 +4,17 @@ reach the backend, match the schema, and export into a chain that `chisan verify
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from drivers.broute.sim import (
-    DEFAULT_PASSWORD,
-    DEFAULT_RBID,
-    MeterModelConfig,
-    ModuleConfig,
-    PtyEmulator,
-)
-from drivers.echonet.sim import SimNode
-from gateway.app import Gateway
 from gateway.cli import main
 from gateway.clock import JST, AcceleratedClock
-from gateway.config import load
-from gateway.demo import DEMO_CONFIG
-from gateway.supervisor import Supervisor
-from tests.support.backend import FakeBackend
+from tests.support.home import simulated_home
 from tests.support.mosquitto import Mosquitto
 
-SITE = "demo-0001"
 NODE = "127.0.0.61"
 
 
@@ -39,43 +23,19 @@ async def test_gateway_settles_history_and_live_boundaries(
 ) -> None:
     start = datetime(2026, 11, 27, 11, 59, 0, tzinfo=JST)
     clock = AcceleratedClock(30, start)
-    pw = tmp_path / "broute-password"
-    pw.write_text(DEFAULT_PASSWORD)
-    pw.chmod(0o600)
-    (tmp_path / "backend.pub.pem").write_bytes(
-        Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    module = ModuleConfig(link_delay=0.005, link_jitter=0.0, scan_scale=0.02)
-    node = SimNode(NODE, devices=("pv", "battery"), clock=clock, soc_pct=55)
-    async with PtyEmulator(module, MeterModelConfig(), clock) as emu, node:
-        text = DEMO_CONFIG.format(
-            site=SITE, mqtt_port=mosquitto.port, pty=emu.path, rbid=DEFAULT_RBID, node=NODE
+    async with simulated_home(
+        tmp_path, mosquitto.port, clock, NODE, ("pv", "battery"), soc_pct=55
+    ) as home:
+        backend, app, cfg_path = home.backend, home.app, home.cfg_path
+        # 24 slots of today from history, then 11:30-12:00 closes at the live boundary.
+        await backend.wait_for(
+            lambda: any(
+                r["slot_start"] == "2026-11-27T11:30:00+09:00" for r in backend.records.values()
+            ),
+            timeout=60,
         )
-        text = text.replace('name = "ecocute"', 'name = "ecocute"\nenabled = false')
-        cfg_path = tmp_path / "chisan.toml"
-        cfg_path.write_text(text)
-        cfg = load(cfg_path)
-        app = Gateway(cfg, clock).build()
-        sup = Supervisor(app.components, clock)
-        async with FakeBackend(mosquitto.port) as backend:
-            task = asyncio.create_task(sup.run())
-            try:
-                # 24 slots of today from history, then 11:30-12:00 closes at the live boundary.
-                await backend.wait_for(
-                    lambda: any(
-                        r["slot_start"] == "2026-11-27T11:30:00+09:00"
-                        for r in backend.records.values()
-                    ),
-                    timeout=60,
-                )
-                await backend.wait_for(lambda: backend.of("telemetry"), timeout=30)
-                await backend.wait_for(lambda: app.store.backlog_count() == 0, timeout=30)
-            finally:
-                sup.stop()
-                await task
-                app.close()
+        await backend.wait_for(lambda: backend.of("telemetry"), timeout=30)
+        await backend.wait_for(lambda: app.store.backlog_count() == 0, timeout=30)
     assert backend.invalid == []
     slots = sorted({r["slot_start"] for r in backend.records.values()})
     assert slots[0] == "2026-11-27T00:00:00+09:00"

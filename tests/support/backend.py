@@ -7,6 +7,7 @@ contiguous seq it has stored, reconnects when the broker comes back.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import functools
 import json
@@ -17,6 +18,11 @@ from typing import Any
 
 import aiomqtt
 import jsonschema
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.clock import Clock
+from gateway.slots import SLOT, slot_start
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
@@ -145,3 +151,44 @@ class FakeBackend:
 
     def of(self, sub: str) -> list[Any]:
         return [doc for s, doc in self.messages if s == sub]
+
+
+class Signer:
+    def __init__(self, folder: Path) -> None:
+        self.key = Ed25519PrivateKey.generate()
+        self.pem = folder / "backend.pub.pem"
+        self.pem.write_bytes(
+            self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        self.n = 0
+
+    def command(self, clock: Clock, sign: bool = True, **over: Any) -> bytes:
+        self.n += 1
+        start = slot_start(clock.now())
+        doc: dict[str, Any] = {
+            "id": f"dr-{self.n}",
+            "rev": 1,
+            "issued_at": clock.now().replace(microsecond=0).isoformat(),
+            "kind": "battery_discharge",
+            "start": start.isoformat(),
+            "end": (start + SLOT).isoformat(),
+            "power_w": 2000,
+            "allow_export": True,
+            "priority": 10,
+            "randomize_s": 0,
+            "test": False,
+            "status": "active",
+            "nonce": f"n-{self.n}-{id(self)}",
+        }
+        doc.update(over)
+        doc = {k: v for k, v in doc.items() if v is not None}
+        if sign:
+            body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            doc["sig"] = base64.b64encode(self.key.sign(body.encode())).decode()
+        return json.dumps(doc).encode()
+
+
+def acks(backend: FakeBackend, cmd_id: str) -> list[str]:
+    return [a["status"] for a in backend.of("cmd/ack") if a.get("id") == cmd_id]
