@@ -43,7 +43,8 @@ class BatteryHarness:
 async def echonet_battery() -> AsyncIterator[BatteryHarness]:
     from drivers.echonet.adapters import EchonetBattery
     from drivers.echonet.sim import SimNode
-    from tests.drivers.echonet.netsim import drive, gateway_transport, next_address
+    from tests.drivers.echonet.netsim import gateway_transport, next_address
+    from tests.support.clock import drive
 
     clock = ManualClock()
     sim = SimNode(next_address(), devices=("battery",), clock=clock, soc_pct=50, mode_delay_s=3)

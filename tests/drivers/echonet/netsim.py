@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Awaitable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 from drivers.echonet.sim import SimNode
 from drivers.echonet.transport import EchonetTransport, TransportSettings
-from gateway.clock import ManualClock
 
-T = TypeVar("T")
 
 GATEWAY = "127.0.0.1"
 _counter = itertools.count(10)
@@ -38,28 +36,6 @@ def gateway_transport(
         max_properties=max_properties,
     )
     return EchonetTransport(settings, clock, **kw)
-
-
-async def drive(
-    clock: ManualClock, aw: Awaitable[T], *, step: float = 0.5, limit_s: float = 3600.0
-) -> T:
-    """Await ``aw`` while moving the manual clock ``step`` seconds every couple of milliseconds.
-
-    The device and the adapter share the clock, so waits measured in device time (CF following
-    DA, confirmation polls) pass in a few real milliseconds.
-    """
-    task = asyncio.ensure_future(aw)
-    moved = 0.0
-    while not task.done():
-        await asyncio.sleep(0.002)
-        if task.done():
-            break
-        if moved >= limit_s:
-            task.cancel()
-            raise AssertionError(f"still not done after {limit_s} s of clock time")
-        clock.advance(step)
-        moved += step
-    return task.result()
 
 
 class SimThread:

@@ -36,9 +36,10 @@ from drivers.echonet.sim import SimNode
 from drivers.echonet.transport import EchonetRefused, EchonetTimeout, EchonetTransport
 from gateway.clock import ManualClock
 from gateway.config import DeviceConfig
+from tests.support.clock import drive
 
 from .conftest import SimFactory
-from .netsim import drive, next_address
+from .netsim import next_address
 
 
 def battery_of(sim: SimNode, gateway: EchonetTransport, clock: ManualClock) -> EchonetBattery:

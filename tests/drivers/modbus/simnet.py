@@ -3,7 +3,6 @@ ManualClock (shared with the contract test)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ from drivers.modbus.adapters import SunSpecBattery
 from drivers.modbus.sim import SunSpecSim
 from drivers.modbus.transport import ModbusSettings, ModbusTransport
 from gateway.clock import ManualClock
+from tests.support.clock import drive as drive_clock
 
 T = TypeVar("T")
 
@@ -19,19 +19,8 @@ T = TypeVar("T")
 async def drive(
     clock: ManualClock, aw: Awaitable[T], *, step: float = 0.5, limit_s: float = 600.0
 ) -> T:
-    """Await ``aw`` while device time passes ``step`` s every couple of real milliseconds."""
-    task = asyncio.ensure_future(aw)
-    moved = 0.0
-    while not task.done():
-        await asyncio.sleep(0.002)
-        if task.done():
-            break
-        if moved >= limit_s:
-            task.cancel()
-            raise AssertionError(f"still not done after {limit_s} s of clock time")
-        clock.advance(step)
-        moved += step
-    return task.result()
+    """Await ``aw`` while device time passes (the shared helper, with a tighter bound)."""
+    return await drive_clock(clock, aw, step=step, limit_s=limit_s)
 
 
 def transport_for(sim: SunSpecSim, *, timeout_s: float = 0.5) -> ModbusTransport:
