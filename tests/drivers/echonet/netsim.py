@@ -15,7 +15,6 @@ from typing import Any
 from drivers.echonet.sim import SimNode
 from drivers.echonet.transport import EchonetTransport, TransportSettings
 
-
 GATEWAY = "127.0.0.1"
 _counter = itertools.count(10)
 
