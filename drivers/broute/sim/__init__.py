@@ -15,6 +15,7 @@ from drivers.broute.sim.module import (
     EmulatorStats,
     ModuleConfig,
     ModuleEmulator,
+    NeighbourPan,
     Notify,
 )
 from drivers.broute.sim.pty import PtyEmulator, PtyPort, ThreadedEmulator
@@ -27,6 +28,7 @@ __all__ = [
     "MeterModelConfig",
     "ModuleConfig",
     "ModuleEmulator",
+    "NeighbourPan",
     "Notify",
     "PtyEmulator",
     "PtyPort",

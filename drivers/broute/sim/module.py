@@ -68,6 +68,7 @@ __all__ = [
     "EmulatorStats",
     "ModuleConfig",
     "ModuleEmulator",
+    "NeighbourPan",
     "Notify",
 ]
 
@@ -84,6 +85,17 @@ class Notify(StrEnum):
     NONE = "none"
 
 
+@dataclass(frozen=True)
+class NeighbourPan:
+    """Another household's meter the module hears in a scan; it never answers a join."""
+
+    mac: str
+    pan_id: int
+    channel: int = 0x21
+    lqi: int = 0x60
+    pair_id: str = "00000000"
+
+
 @dataclass
 class ModuleConfig:
     """The module, its radio and the faults to inject (all may be changed while running).
@@ -93,6 +105,9 @@ class ModuleConfig:
     whose answer fits no known layout). ``visible_from`` is the smallest SKSCAN duration that
     finds the meter (99: never). ``link_delay`` ± ``link_jitter`` is real seconds per radio
     frame; ``scan_scale`` shrinks scans; ``reauth_s`` (clock seconds, 0 = never) spaces EVENT 29.
+    ``lqi_spread`` makes each scan report the meter's (and neighbours') LQI ± up to that much, as
+    a real radio fades; ``neighbours`` are other meters in range; ``ropt`` False is firmware
+    without ROPT/WOPT (FAIL ER04).
     """
 
     dialect: Dialect = Dialect.BP35A1
@@ -108,6 +123,9 @@ class ModuleConfig:
     channel: int = 0x21
     pan_id: int = 0x8888
     lqi: int = 0xB4
+    lqi_spread: int = 0
+    neighbours: tuple[NeighbourPan, ...] = ()
+    ropt: bool = True
     visible_from: int = 1
     scan_scale: float = 1.0
     link_delay: float = 0.08
@@ -392,9 +410,15 @@ class ModuleEmulator:
         self._line("OK")
 
     def _cmd_ropt(self, args: list[str]) -> None:
+        if not self.config.ropt:
+            self._emit(b"FAIL ER04\r\n")
+            return
         self._emit(f"OK {self.ropt:02X}\r".encode())
 
     def _cmd_wopt(self, args: list[str]) -> None:
+        if not self.config.ropt:
+            self._emit(b"FAIL ER04\r\n")
+            return
         self.ropt = int(args[0], 16) & 0x01
         self.stats.wopt_writes += 1
         self._emit(b"OK\r")
@@ -457,18 +481,22 @@ class ModuleEmulator:
         found = duration >= cfg.visible_from and not cfg.meter_off
         await self.clock.sleep(total * channel_share)
         if found:
-            self._event(0x20, self.meter_ipv6)
-            for text in format_epandesc(
-                cfg.dialect,
-                channel=cfg.channel,
-                pan_id=cfg.pan_id,
-                mac=cfg.meter_mac,
-                lqi=cfg.lqi,
-                pair_id=cfg.rbid[-8:],
-            ):
-                self._line(text)
+            self._beacon(cfg.channel, cfg.pan_id, cfg.meter_mac, cfg.lqi, cfg.rbid[-8:])
         await self.clock.sleep(total * (1 - channel_share))
+        if duration >= cfg.visible_from:
+            for pan in cfg.neighbours:
+                self._beacon(pan.channel, pan.pan_id, pan.mac, pan.lqi, pan.pair_id)
         self._event(0x22, self.module_ipv6)
+
+    def _beacon(self, channel: int, pan_id: int, mac: str, lqi: int, pair_id: str) -> None:
+        spread = self.config.lqi_spread
+        if spread:
+            lqi = min(255, max(0, lqi + self.rng.randint(-spread, spread)))
+        self._event(0x20, link_local_from_mac(mac))
+        for text in format_epandesc(
+            self.config.dialect, channel=channel, pan_id=pan_id, mac=mac, lqi=lqi, pair_id=pair_id
+        ):
+            self._line(text)
 
     def _cmd_skjoin(self, args: list[str]) -> None:
         target = args[0]
