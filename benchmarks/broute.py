@@ -35,11 +35,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-try:
-    from drivers.broute import meter as _meter  # noqa: F401
-except ImportError:  # run from a checkout without an editable install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
+from benchmarks._report import Row, add_json_option, emit
 from drivers.broute.dialect import Dialect, scan_seconds
 from drivers.broute.join import CachedPan, JoinConfig
 from drivers.broute.meter import MeterSession
@@ -196,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scan-scale", type=float, default=0.1, help="scan time factor")
     parser.add_argument("--rejoins", type=int, default=5)
     parser.add_argument("--cycles", type=int, default=10)
+    add_json_option(parser)
     args = parser.parse_args(argv)
     quiet_logs()
     began = time.perf_counter()
@@ -225,6 +224,25 @@ def main(argv: list[str] | None = None) -> None:
         ratio = statistics.median(times) / ours
         print(f"  {name:24s} {summary(times)}   ×{ratio:.2f} of chisan")
     print(f"\ntotal run time {time.perf_counter() - began:.1f} s")
+    rows = [
+        Row(
+            "broute",
+            "rejoin, cached PAN",
+            cached,
+            "s",
+            peer="full real-length scan",
+            peer_value=scanned + scaled_away,
+            ratio=(scanned + scaled_away) / cached,
+        )
+    ]
+    peers = {k: statistics.median(v) for k, v in cycle.items() if k != "chisan (one Get)"}
+    for peer, theirs in peers.items():
+        rows.append(
+            Row("broute", "reading cycle E7+E8+E0+E3", ours, "s", peer, theirs, theirs / ours)
+        )
+    if not peers:
+        rows.append(Row("broute", "reading cycle E7+E8+E0+E3", ours, "s"))
+    emit(args.json_out, rows)
 
 
 if __name__ == "__main__":

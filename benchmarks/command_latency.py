@@ -31,6 +31,7 @@ import aiomqtt  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
+from benchmarks._report import Row, add_json_option, emit  # noqa: E402
 from drivers.echonet.sim import SimNode  # noqa: E402
 from gateway import logs  # noqa: E402
 from gateway.app import Gateway  # noqa: E402
@@ -173,6 +174,7 @@ async def run(n: int, folder: Path) -> tuple[list[float], list[float]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commands", type=int, default=1000)
+    add_json_option(parser)
     args = parser.parse_args()
     logs.configure("error", "console")
     with tempfile.TemporaryDirectory() as tmp:
@@ -185,6 +187,13 @@ def main() -> None:
             f"max {max(ms):6.2f} ms"
         )
     print("goal: p99 < 20 ms on loopback")
+    rows = []
+    for name, values in (("publish → Set at device", to_set), ("publish → started ack", to_ack)):
+        ms = [v * 1000 for v in values]
+        rows.append(Row("command_latency", f"{name}, p50", statistics.median(ms), "ms"))
+        p99 = pct(ms, 99)
+        rows.append(Row("command_latency", f"{name}, p99", p99, "ms", goal="< 20 ms", met=p99 < 20))
+    emit(args.json_out, rows)
 
 
 if __name__ == "__main__":

@@ -23,12 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-try:
-    from drivers.echonet import frame as codec
-except ImportError:  # run from a checkout without an editable install
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from drivers.echonet import frame as codec
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
+from benchmarks._report import Row, add_json_option, emit
+from drivers.echonet import frame as codec
 from drivers.echonet.frame import CONTROLLER, EOJ, ESV, NODE_PROFILE, Frame, Property
 from drivers.echonet.propmap import encode_property_map
 
@@ -205,7 +203,9 @@ def ratio(ours: float, theirs: float | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.25, help="measuring time per cell")
+    add_json_option(parser)
     args = parser.parse_args(argv)
+    rows: list[Row] = []
 
     frames = mix()
     wires = [codec.encode(frame) for _, frame in frames]
@@ -281,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  ratio {ratio(mix_ours, mix_theirs)}")
     print(f"{'  ours, strict path only':<28}| ours {fmt(mix_strict):>10}  {theirs_cell}", end="")
     print(f"  ratio {ratio(mix_strict, mix_theirs)}")
+    for metric, ours in (("decode, 10-frame mix", mix_ours), ("decode, strict path", mix_strict)):
+        rows.append(_row(metric, ours, mix_theirs))
     comparable = [(f, r) for (_, f), r in zip(frames, requests, strict=True) if r is not None]
     if build_theirs and comparable:
         k = len(comparable)
@@ -298,10 +300,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = f"mix encode ({k} frames)"
         print(f"{label:<28}| ours {fmt(enc_ours):>10}  pychonet {fmt(enc_theirs):>10}", end="")
         print(f"  ratio {ratio(enc_ours, enc_theirs)}")
+        rows.append(_row(f"encode, {k} comparable frames", enc_ours, enc_theirs))
     (enc_all,) = rates([batch(codec.encode, [f for _, f in frames])], 2 * args.seconds)
     assert enc_all is not None
     print(f"{'mix encode, all frames':<28}| ours {fmt(enc_all * n):>10}")
+    emit(args.json_out, rows)
     return 0
+
+
+def _row(metric: str, ours: float, theirs: float | None) -> Row:
+    return Row(
+        "echonet_codec",
+        metric,
+        ours,
+        "frames/s",
+        peer="pychonet" if theirs else None,
+        peer_value=theirs,
+        ratio=ours / theirs if theirs else None,
+    )
 
 
 if __name__ == "__main__":

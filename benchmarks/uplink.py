@@ -20,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._report import Row, add_json_option, emit  # noqa: E402
 from gateway.clock import JST, SystemClock  # noqa: E402
 from gateway.config import MqttConfig  # noqa: E402
 from gateway.provenance import init_key, load_private  # noqa: E402
@@ -83,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=1440)
     parser.add_argument("--rate", type=float, default=10_000.0, help="mqtt.resend_per_s")
+    add_json_option(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         drain, fill, resent = asyncio.run(run(args.records, args.rate, Path(tmp)))
@@ -93,6 +95,14 @@ def main() -> None:
     print(
         f"uplink: drained {args.records} records end-to-end acked in {drain:.2f} s "
         f"({args.records / drain:,.0f} records/s; re-sent {resent}; rate limit {args.rate:g}/s)"
+    )
+    emit(
+        args.json_out,
+        [
+            Row("uplink", f"drain {args.records} slot records, acked", drain, "s"),
+            Row("uplink", "drain rate", args.records / drain, "records/s"),
+            Row("store", "signed fsync'ed appends", args.records / fill, "records/s"),
+        ],
     )
 
 

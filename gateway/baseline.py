@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-import holidays
 
 from gateway.clock import JST
 from gateway.slots import SLOT, day_start
@@ -121,6 +120,10 @@ class BaselineResult:
 
 @lru_cache(maxsize=64)
 def _national_holidays(year: int) -> dict[date, str]:
+    # Imported here: the calendar tables cost the daemon ~4 MB of memory and are needed only
+    # when a DR report is computed, not while the gateway idles.
+    import holidays
+
     return dict(holidays.country_holidays("JP", years=year).items())
 
 

@@ -209,8 +209,7 @@ class Uplink:
                 self._client = None
                 self._connected.clear()
                 self.stats.connected = False
-            cap = min(self.cfg.reconnect_max_s, self.cfg.reconnect_min_s * 2 ** min(failures, 20))
-            delay = random.uniform(self.cfg.reconnect_min_s / 2, max(cap, self.cfg.reconnect_min_s))
+            delay = reconnect_delay(failures, self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
             await self.clock.sleep(delay)
 
     async def _session(self, client: aiomqtt.Client) -> None:
@@ -391,6 +390,17 @@ class Uplink:
             body = {"site": self.site, "at": iso(clock_now(self.clock)), **self.telemetry()}
             await client.publish(self.topics.telemetry, canonical_json(body), qos=0)
             await self.clock.sleep(self.cfg.telemetry_s)
+
+
+def reconnect_delay(failures: int, lo: float, hi: float) -> float:
+    """Seconds to wait before the next connection attempt after ``failures`` failed ones.
+
+    Capped exponential backoff with jitter over the whole window (never less than ``lo / 2``):
+    when a broker comes back, a neighbourhood's gateways spread their reconnects instead of
+    arriving in one storm (``benchmarks/fleet.py`` measures the spread).
+    """
+    cap = min(hi, lo * 2 ** min(failures, 20))
+    return random.uniform(lo / 2, max(cap, lo))
 
 
 def clock_now(clock: Clock) -> Any:
