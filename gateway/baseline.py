@@ -20,7 +20,6 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
-
 from gateway.clock import JST
 from gateway.slots import SLOT, day_start
 
