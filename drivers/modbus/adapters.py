@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
@@ -467,14 +467,18 @@ def adapter_for(
     *,
     timeout_s: float | None = None,
     pool: LinkPool | None = None,
+    tuning: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ModbusDevice:
     """The adapter for a ``protocol = "modbus"`` device: SunSpec or register map.
 
     With a ``pool``, devices on the same endpoint or serial line share its link; without, the
-    adapter gets a link of its own.
+    adapter gets a link of its own. ``tuning`` overrides :class:`ModbusSettings` fields (the
+    health thresholds: ``faulty_after``, ``backoff_s``, ``backoff_max_s``).
     """
     settings = ModbusSettings.from_device(device, timeout_s=timeout_s)
+    if tuning:
+        settings = replace(settings, **tuning)
     if device.sunspec:
         cls: type[ModbusDevice] | None = _ADAPTERS.get(device.kind)
     elif device.registers:
@@ -546,6 +550,7 @@ def build_modbus(
     on_reading: ReadingCallback,
     *,
     on_health: HealthCallback | None = None,
+    tuning: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ModbusSetup:
     """Adapters and pollers for every enabled Modbus device, sharing one link per endpoint or
@@ -560,7 +565,7 @@ def build_modbus(
         if device.protocol != "modbus" or not device.enabled:
             continue
         try:
-            adapter = adapter_for(device, clock, pool=pool, **options)
+            adapter = adapter_for(device, clock, pool=pool, tuning=tuning, **options)
         except ValueError as exc:
             skipped[device.name] = str(exc)
             log.warning("modbus device ignored", device=device.name, reason=str(exc))
