@@ -704,7 +704,7 @@ def _register(col: Collector, path: str, item: Any, kind: str | None) -> Registe
             "(input registers are read-only)",
         )
         ok = False
-    if meaning == "setpoint_w" and rtype in ("u16", "u32"):
+    if info.write and info.signed and rtype in ("u16", "u32"):
         col.expected(t.key("type"), "s16 | s32 | f32 (+ charge / - discharge)", rtype)
         ok = False
     values: dict[str, int] = {}

@@ -101,7 +101,6 @@ MEANINGS: Final[dict[str, Meaning]] = {
         "power", "W", ("battery",), write=True, signed=True,
         doc="one signed setpoint: + charge / - discharge",
     ),
-    "pv_limit_pct": Meaning("percent", "%", ("pv",), write=True, doc="output limit, % of rated"),
 }  # fmt: skip
 
 #: Per kind: groups of meanings; each group is satisfied when all its meanings are present, and

@@ -517,6 +517,17 @@ def test_broken_register_map(
     assert any(p in line for p in parts) or "[[device" in line, (line, str(matching[0]))
 
 
+def test_example_register_map_validates(write_config: WriteConfig) -> None:
+    """The commented register-map device in config/example.toml is a working map."""
+    example = (REPO / "config" / "example.toml").read_text()
+    block = example.split('# [[device]]\n# name = "hybrid"')[1].split("\n\n[")[0]
+    lines = ['[[device]]\nname = "hybrid"'] + [
+        line[2:] if line.startswith("# ") else "" for line in block.splitlines()
+    ]
+    dev = load(write_config(BASE_CONFIG + "\n".join(lines) + "\n")).devices[-1]
+    assert dev.serial == "/dev/ttyUSB1" and dev.unit_id == 3 and len(dev.registers) == 7
+
+
 def test_register_map_as_a_plain_table_is_refused(write_config: WriteConfig) -> None:
     text = BASE_CONFIG + MAP_DEVICE.split("[[device.registers]]")[0]
     issue = only(write_config(text + "[device.registers]\nsoc = 30845\n"))
