@@ -761,22 +761,42 @@ def _mode_values(col: Collector, path: str, raw: Any, rtype: str) -> dict[str, i
     return values
 
 
+def _link_key(dev: DeviceConfig) -> tuple[str, str, int]:
+    return ("tcp", dev.host, dev.port or 502) if dev.host else ("rtu", dev.serial or "", 0)
+
+
+def _same_link(a: DeviceConfig, b: DeviceConfig) -> bool:
+    return a.protocol == b.protocol == "modbus" and _link_key(a) == _link_key(b)
+
+
 def _check_modbus_links(col: Collector, devices: list[DeviceConfig]) -> None:
     """Devices on one serial port or TCP endpoint share one connection: one set of settings."""
     first: dict[tuple[str, str, int], tuple[int, DeviceConfig]] = {}
     for i, dev in enumerate(devices):
         if dev.protocol != "modbus" or not dev.enabled:
             continue
-        key = ("tcp", dev.host, dev.port or 502) if dev.host else ("rtu", dev.serial or "", 0)
+        key = _link_key(dev)
         if key not in first:
             first[key] = (i, dev)
             continue
         j, other = first[key]
         where = f"{dev.host}:{dev.port}" if dev.host else dev.serial
-        if other.unit_id == dev.unit_id:
+        twin = next(
+            (
+                k
+                for k, d in enumerate(devices[:i])
+                if _same_link(d, dev)
+                and d.unit_id == dev.unit_id
+                and d.kind == dev.kind
+                and d.enabled
+            ),
+            None,
+        )
+        if twin is not None:  # a hybrid inverter may serve a pv and a battery at one unit id
             col.add(
                 f"device[{i}].unit_id",
-                f"unit {dev.unit_id} on {where} is already device[{j}] ({other.name})",
+                f"unit {dev.unit_id} on {where} is already the {dev.kind} device[{twin}] "
+                f"({devices[twin].name})",
             )
         for name in ("baudrate", "parity", "stopbits", "bytesize", "timeout_s"):
             mine, theirs = getattr(dev, name), getattr(other, name)

@@ -53,6 +53,8 @@ MAX_READ: Final = 125
 MAX_WRITE: Final = 123
 
 RegisterFunction = Literal["holding", "input"]
+#: Exception codes 10 and 11: a Modbus gateway could not reach the device behind it.
+GATEWAY_NO_TARGET: Final = frozenset({10, 11})
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,10 @@ class ModbusTransport:
             self.requests += 1
             try:
                 response = await self.link.execute(self.device, what, call)
-            except ModbusRefused:
+            except ModbusRefused as exc:
+                if exc.code in GATEWAY_NO_TARGET:
+                    error = exc  # a TCP gateway answering for a device behind it that did not
+                    break
                 self.health.success(self.monotonic())  # it answered: alive, just unwilling
                 raise
             except ModbusTimeout as exc:

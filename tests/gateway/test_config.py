@@ -553,8 +553,11 @@ def test_devices_sharing_a_line_share_its_settings(write_config: WriteConfig) ->
     assert found == {
         "device[2].baudrate": "/dev/ttyUSB1 is shared with device[1] (a), which has "
         "baudrate = 9600; found 19200",
-        "device[3].unit_id": "unit 1 on /dev/ttyUSB1 is already device[1] (a)",
+        "device[3].unit_id": "unit 1 on /dev/ttyUSB1 is already the pv device[1] (a)",
     }
+    # A hybrid inverter: its PV and its battery answer at the same unit id.
+    hybrid = rtu.format(name="b", unit=1, baud=9600).replace('kind = "pv"', 'kind = "battery"')
+    load(write_config(BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600) + hybrid))
 
 
 def test_locate_keys_handles_nested_arrays_of_tables() -> None:

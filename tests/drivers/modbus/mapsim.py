@@ -158,6 +158,8 @@ class MapSim:
         self._unanswered: set[asyncio.Future[None]] = set()
         #: False: writes are acknowledged but not carried out.
         self.follow = True
+        #: Set: every request is answered with this exception code.
+        self.refuse: ExcCodes | None = None
         self.requests = 0
         self._last = clock.monotonic()
 
@@ -220,6 +222,8 @@ class MapSim:
             waiter = asyncio.get_running_loop().create_future()
             self._unanswered.add(waiter)
             await waiter
+        if self.refuse is not None:
+            return self.refuse
         self.advance()
         if set_values is not None:
             for k, value in enumerate(set_values):
