@@ -635,10 +635,15 @@ def _registers(col: Collector, path: str, raw: Any, kind: str | None) -> tuple[R
             f"overlap {path}[{where[a]}] at {first.address}-{first.end - 1} ({first.meaning})",
         )
     if kind in rm.REQUIRED and raw:
-        # A meaning named by a broken entry was reported there; do not call it missing too.
+        # A meaning named by a broken entry, or mistyped, was reported there already.
         named = {str(item.get("meaning")) for item in raw}
-        for missing in rm.missing_meanings(kind, named):
-            col.add(path, f"a {kind} register map needs meaning {missing}")
+        mistyped = any(m not in rm.MEANINGS or kind not in rm.MEANINGS[m].kinds for m in named)
+        for missing in [] if mistyped else rm.missing_meanings(kind, named):
+            col.add(
+                path,
+                f"a {kind} register map needs meaning {missing}",
+                line=col.lines.get(f"{path}[0]"),
+            )
     elif kind is not None and kind not in rm.REQUIRED:
         col.add(path, f"register maps drive battery and pv devices, not a {kind}")
     return tuple(specs)

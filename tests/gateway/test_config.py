@@ -566,3 +566,27 @@ def test_locate_keys_handles_nested_arrays_of_tables() -> None:
     assert lines["d[0].r[1].m"] == 6
     assert lines["d[1].r[0]"] == 9
     assert lines["d[1].r[0].m"] == 10
+
+
+def test_check_config_reports_register_map_mistakes(write_config: WriteConfig) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    text = MAP_DEVICE.replace('meaning = "soc_pct"', 'meaning = "soc"').replace(
+        "address = 40149", 'address = 40149\nfunction = "input"'
+    )
+    path = write_config(BASE_CONFIG + text)
+    result = CliRunner().invoke(main, ["check-config", "-c", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == f"2 errors in {path}"
+    source = path.read_text().splitlines()
+    for key, words in (
+        ("device[1].registers[1].meaning", 'did you mean "soc_pct"?'),
+        ("device[1].registers[3].function", "input registers are read-only"),
+    ):
+        (line,) = [x for x in lines if f": {key}: " in x]
+        where = int(line.split(":")[1])
+        assert line.startswith(f"{path}:") and words in line
+        assert key.rpartition(".")[2] in source[where - 1]
