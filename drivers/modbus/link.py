@@ -91,7 +91,7 @@ class Backoff:
     random factor in [0.5, 1] so devices that failed together do not retry together."""
 
     base_s: float = 5.0
-    cap_s: float = 300.0
+    cap_s: float = 120.0
     rng: random.Random = field(default_factory=random.Random)
     failures: int = 0
     until: float = 0.0

@@ -76,7 +76,7 @@ class ModbusSettings:
     retries: int = 0
     faulty_after: int = 3
     backoff_s: float = 5.0
-    backoff_max_s: float = 300.0
+    backoff_max_s: float = 120.0
 
     @classmethod
     def from_device(cls, device: DeviceConfig, *, timeout_s: float | None = None) -> ModbusSettings:

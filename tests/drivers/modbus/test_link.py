@@ -127,7 +127,7 @@ async def test_rtu_cut_line_is_a_timeout_then_recovers() -> None:
 
 async def test_missing_serial_port_is_unreachable(tmp_path: Path) -> None:
     t = ModbusTransport("gone", rtu(str(tmp_path / "ttyUSB9"), 1))
-    with pytest.raises(ModbusUnreachable, match="cannot connect to .*ttyUSB9@19200/8N1"):
+    with pytest.raises(ModbusUnreachable, match=r"cannot connect to .*ttyUSB9@19200/8N1"):
         await t.read(MODE, 1)
     await t.close()
 
