@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from drivers.capabilities import BatteryMode, BatteryRatings, Measured
 from drivers.modbus.energy import EnergyIntegrator
 from drivers.modbus.link import DeviceHealth, LinkPool
-from drivers.modbus.mapped import MappedBattery, MappedDevice, MappedPv
+from drivers.modbus.mapped import MappedBattery, MappedDevice, MappedPv, MappedPvLimit
 from drivers.modbus.sunspec import (
     BASE_ADDRESSES,
     INVERTER_MODELS,
@@ -483,6 +483,10 @@ def adapter_for(
         cls: type[ModbusDevice] | None = _ADAPTERS.get(device.kind)
     elif device.registers:
         cls = _MAPPED.get(device.kind)
+        if cls is MappedPv and {"pv_limit_pct", "pv_limit_w"} & {
+            r.meaning for r in device.registers
+        }:
+            cls = MappedPvLimit
     else:
         raise ValueError(f"{device.name}: a Modbus device needs sunspec = true or registers")
     if cls is None:

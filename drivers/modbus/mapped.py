@@ -36,6 +36,8 @@ from drivers.readings import (
     BATTERY_REMAINING_WH,
     BATTERY_SOC_PCT,
     PV_GENERATED_WH,
+    PV_LIMIT_PCT,
+    PV_LIMIT_W,
     PV_POWER_W,
 )
 from gateway.clock import Clock
@@ -46,6 +48,7 @@ __all__ = [
     "MappedDevice",
     "MappedNotFollowing",
     "MappedPv",
+    "MappedPvLimit",
     "MappedSetpointError",
 ]
 
@@ -282,4 +285,65 @@ class MappedPv(MappedDevice):
         return {
             PV_POWER_W: Measured(values["power_w"], at),
             PV_GENERATED_WH: Measured(_whole(values["energy_kwh"]), at),
+        }
+
+
+class MappedPvLimit(MappedPv):
+    """A PV inverter whose map has an output limit register: PvState and PvLimit.
+
+    Either register serves both commands when ``rated_w`` converts between percent and watts;
+    lifting a limit writes 100 % (or the rated output). Confirmed by reading the register back.
+    """
+
+    async def limit_pct(self, pct: int | None) -> None:
+        value = 100 if pct is None else pct
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            raise MappedSetpointError(self.name, f"limit must be 0..100 %, got {pct!r}")
+        if "pv_limit_pct" in self.map:
+            await self._set_and_check("pv_limit_pct", value)
+        else:
+            await self._set_and_check("pv_limit_w", value * await self._rated("percent") / 100)
+
+    async def limit_w(self, watts: int | None) -> None:
+        if watts is not None and (
+            isinstance(watts, bool) or not isinstance(watts, int | float) or watts < 0
+        ):
+            raise MappedSetpointError(self.name, f"limit must be >= 0 W, got {watts!r}")
+        if "pv_limit_w" in self.map:
+            value = watts if watts is not None else await self._rated("watts")
+            await self._set_and_check("pv_limit_w", value)
+        else:
+            rated = await self._rated("watts")
+            pct = 100.0 if watts is None else min(100.0, 100.0 * watts / rated)
+            await self._set_and_check("pv_limit_pct", pct)
+
+    async def _rated(self, what: str) -> float:
+        values, _ = await self.read("rated_w")
+        rated = values["rated_w"]
+        if not rated:
+            raise MappedSetpointError(
+                self.name, f"a limit in {what} needs rated_w in the register map"
+            )
+        return rated
+
+    async def _set_and_check(self, meaning: str, value: float) -> None:
+        written = await self.write(meaning, value)
+        spec = self.map[meaning]
+        assert spec.address is not None
+        deadline = self.clock.monotonic() + self.confirm_timeout_s
+        while (found := await self.transport.read(spec.address, spec.words)) != written:
+            if self.clock.monotonic() >= deadline:
+                raise MappedNotFollowing(
+                    self.name, f"{meaning}: register reads {found} (wanted {written})"
+                )
+            await self.clock.sleep(self.confirm_poll_s)
+        self.log.info("PV limit set", meaning=meaning, value=value)
+
+    async def poll(self) -> dict[str, Measured[Any]]:
+        values, at = await self.read("power_w", "energy_kwh", "pv_limit_pct", "pv_limit_w")
+        return {
+            PV_POWER_W: Measured(values["power_w"], at),
+            PV_GENERATED_WH: Measured(_whole(values["energy_kwh"]), at),
+            PV_LIMIT_PCT: Measured(values["pv_limit_pct"], at),
+            PV_LIMIT_W: Measured(values["pv_limit_w"], at),
         }

@@ -101,6 +101,9 @@ MEANINGS: Final[dict[str, Meaning]] = {
         "power", "W", ("battery",), write=True, signed=True,
         doc="one signed setpoint: + charge / - discharge",
     ),
+    "rated_w": Meaning("power", "W", ("pv",), constant_ok=True, doc="rated AC output"),
+    "pv_limit_pct": Meaning("percent", "%", ("pv",), write=True, doc="output limit, % of rated"),
+    "pv_limit_w": Meaning("power", "W", ("pv",), write=True, doc="output limit in watts"),
 }  # fmt: skip
 
 #: Per kind: groups of meanings; each group is satisfied when all its meanings are present, and
@@ -214,6 +217,9 @@ def missing_meanings(kind: str, meanings: Iterable[str]) -> list[str]:
         if any(all(m in have for m in option) for option in group):
             continue
         out.append(" or ".join(" + ".join(option) for option in group))
+    limits = have & {"pv_limit_pct", "pv_limit_w"}
+    if kind == "pv" and len(limits) == 1 and "rated_w" not in have:
+        out.append(f"rated_w (to convert limits for {limits.pop()})")
     return out
 
 

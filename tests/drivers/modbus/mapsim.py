@@ -40,10 +40,11 @@ INPUT_BASE, INPUT_SIZE = 90, 20
 MODE: Final = 200
 CHARGE_SP: Final = 201
 DISCHARGE_SP: Final = 202
+PV_LIMIT: Final = 203
 MAX_CHARGE: Final = 210
 MAX_DISCHARGE: Final = 211
 HOLDING_BASE, HOLDING_SIZE = 200, 12
-WRITABLE: Final = frozenset({MODE, CHARGE_SP, DISCHARGE_SP})
+WRITABLE: Final = frozenset({MODE, CHARGE_SP, DISCHARGE_SP, PV_LIMIT})
 
 BATTERY_REGISTERS: Final = """
 [[device.registers]]
@@ -104,6 +105,17 @@ meaning = "capacity_kwh"
 value = 9.8
 """
 
+PV_LIMIT_REGISTERS: Final = """
+[[device.registers]]
+meaning = "pv_limit_pct"
+address = 203
+
+[[device.registers]]
+meaning = "rated_w"
+value = 4.0
+unit = "kW"
+"""
+
 PV_REGISTERS: Final = """
 [[device.registers]]
 meaning = "power_w"
@@ -147,10 +159,12 @@ class MapSim:
         self.capacity_wh = capacity_wh
         self.max_w = max_w
         self.pv_w = pv_w
+        self.pv_rated_w = 4000
         self.pv_wh = 1_234_000.0
         self.charged_wh = 0.0
         self.discharged_wh = 0.0
         self.holding = [0] * HOLDING_SIZE
+        self.holding[PV_LIMIT - HOLDING_BASE] = 100
         self.holding[MAX_CHARGE - HOLDING_BASE] = max_w
         self.holding[MAX_DISCHARGE - HOLDING_BASE] = max_w
         #: Set: requests are never answered (a device that is off or has the wrong unit id).
@@ -178,10 +192,14 @@ class MapSim:
             return 0.0
         return p
 
+    def pv_output_w(self) -> float:
+        """PV output under the limit register (percent of ``pv_rated_w``)."""
+        return min(float(self.pv_w), self.pv_rated_w * self.reg(PV_LIMIT) / 100)
+
     def advance(self) -> None:
         now = self.clock.monotonic()
         dt, self._last = max(0.0, now - self._last), now
-        self.pv_wh += self.pv_w * dt / 3600.0
+        self.pv_wh += self.pv_output_w() * dt / 3600.0
         p = self.power_w()
         if dt and p:
             energy = p * dt / 3600.0
@@ -196,7 +214,7 @@ class MapSim:
     def inputs(self) -> list[int]:
         regs = [0] * INPUT_SIZE
         at = INPUT_BASE
-        regs[PV_POWER - at] = self.pv_w
+        regs[PV_POWER - at] = round(self.pv_output_w())
         regs[PV_ENERGY - at : PV_ENERGY - at + 2] = f32(self.pv_wh / 1000.0)
         regs[POWER - at : POWER - at + 2] = words32(round(self.power_w()), signed=True)
         regs[SOC - at] = round(self.soc_pct * 10)
@@ -230,6 +248,8 @@ class MapSim:
                 if address + k not in WRITABLE:
                     return ExcCodes.ILLEGAL_ADDRESS
                 if address + k == MODE and int(value) > MODE_STANDBY:
+                    return ExcCodes.ILLEGAL_VALUE
+                if address + k == PV_LIMIT and int(value) > 100:
                     return ExcCodes.ILLEGAL_VALUE
             for k, value in enumerate(set_values):
                 if self.follow:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from drivers.capabilities import BatteryMode, PvState
+from drivers.capabilities import BatteryMode, PvLimit, PvState
 from drivers.modbus.adapters import MappedBattery, MappedPv, adapter_for
-from drivers.modbus.mapped import MappedNotFollowing, MappedSetpointError
+from drivers.modbus.mapped import MappedNotFollowing, MappedPvLimit, MappedSetpointError
 from drivers.modbus.registermap import (
     RegisterMapError,
     RegisterSpec,
@@ -31,6 +31,8 @@ from drivers.readings import (
     BATTERY_REMAINING_WH,
     BATTERY_SOC_PCT,
     PV_GENERATED_WH,
+    PV_LIMIT_PCT,
+    PV_LIMIT_W,
     PV_POWER_W,
 )
 from gateway.clock import ManualClock
@@ -39,6 +41,8 @@ from tests.drivers.modbus.mapsim import (
     CHARGE_SP,
     DISCHARGE_SP,
     MODE,
+    PV_LIMIT,
+    PV_LIMIT_REGISTERS,
     PV_REGISTERS,
     MapSim,
     config_text,
@@ -226,6 +230,38 @@ async def test_pv_map(tmp_path: Path) -> None:
         readings = await pv.poll()
         assert readings[PV_POWER_W].value == 2100.0
         assert readings[PV_GENERATED_WH].value == second
+
+
+async def test_pv_limit_through_a_percent_register(tmp_path: Path) -> None:
+    registers = PV_REGISTERS + PV_LIMIT_REGISTERS
+    async with mapped("pv", registers, tmp_path, pv_w=3000) as (sim, pv, clock):
+        assert isinstance(pv, MappedPvLimit) and isinstance(pv, PvLimit)
+        await drive(clock, pv.limit_pct(50))
+        assert sim.reg(PV_LIMIT) == 50 and (await pv.generation_w()).value == 2000.0
+        await drive(clock, pv.limit_w(1000))  # 1 kW of the 4 kW rating: 25 %
+        assert sim.reg(PV_LIMIT) == 25 and (await pv.generation_w()).value == 1000.0
+        readings = await pv.poll()
+        assert readings[PV_LIMIT_PCT].value == 25.0 and readings[PV_LIMIT_W].value is None
+        await drive(clock, pv.limit_w(None))
+        assert sim.reg(PV_LIMIT) == 100 and (await pv.generation_w()).value == 3000.0
+        for bad in (101, -1, True):
+            with pytest.raises(MappedSetpointError):
+                await pv.limit_pct(bad)
+        sim.follow = False
+        with pytest.raises(MappedNotFollowing, match="pv_limit_pct"):
+            await drive(clock, pv.limit_pct(10))
+
+
+async def test_pv_without_a_limit_register_has_no_limit_capability(tmp_path: Path) -> None:
+    async with mapped("pv", PV_REGISTERS, tmp_path) as (_, pv, _clock):
+        assert not isinstance(pv, PvLimit)
+
+
+def test_a_single_limit_register_needs_the_rating() -> None:
+    assert missing_meanings("pv", ["power_w", "pv_limit_w"]) == [
+        "rated_w (to convert limits for pv_limit_w)"
+    ]
+    assert missing_meanings("pv", ["power_w", "pv_limit_w", "pv_limit_pct"]) == []
 
 
 async def test_an_incomplete_map_is_refused_by_the_adapter() -> None:
