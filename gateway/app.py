@@ -45,6 +45,7 @@ class Gateway:
         self.devices: dict[str, Any] = {}
         self.commands: Any = None
         self.control: Any = None
+        self.device_health: Callable[[], dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ assembly
 
@@ -135,6 +136,8 @@ class Gateway:
         }
         if self.control is not None:
             extra["failsafe"] = self.control.failsafe
+        if self.device_health is not None:
+            extra["devices"] = self.device_health()
         return extra
 
     def _status(self) -> dict[str, Any]:
@@ -172,9 +175,32 @@ class Gateway:
                 modbus,
                 self.clock,
                 lambda key, value, at: self.hub.update(key, value, at, "device"),
+                on_health=self._device_health,
             )
             self.devices.update(msetup.adapters)
             self.components.extend(msetup.components)
+            self.device_health = msetup.health
+
+    def _device_health(self, name: str, health: Any) -> None:
+        """A device turned faulty (backed off) or answers again: a ``device_lost`` alarm."""
+        from gateway.slots import iso
+
+        if health.faulty:
+            message = f"{name} not answering, backed off: {health.last_error}"
+        else:
+            message = f"{name} answers again"
+        self.store.queue_alarm(
+            {
+                "kind": "device_lost",
+                "active": bool(health.faulty),
+                "at": iso(self.clock.now()),
+                "message": message,
+                "device": name,
+            }
+        )
+        self.uplink.notify()
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self.uplink.publish_state())
 
     def _store(self) -> None:
         from gateway.provenance import init_key, load_private, public_key_b64

@@ -6,17 +6,20 @@ against the config file's folder. Components receive the section they need, neve
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from drivers.modbus import registermap as rm
+from drivers.modbus.registermap import RegisterSpec
 from gateway import secrets
-from gateway.config_errors import Collector, ConfigError, ConfigIssue
+from gateway.config_errors import Collector, ConfigError, ConfigIssue, describe
 
 SITE_ID = re.compile(r"^[a-z0-9-]{3,64}$")
 DEVICE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -102,9 +105,14 @@ class DeviceConfig:
     port: int | None = None
     serial: str | None = None
     baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+    timeout_s: float = 3.0
+    retries: int = 1
     unit_id: int = 1
     sunspec: bool = False
-    registers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    registers: tuple[RegisterSpec, ...] = ()
     poll_s: float = 10.0
     enabled: bool = True
 
@@ -503,8 +511,14 @@ def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceCon
         sunspec = t.boolean("sunspec", False)
         baud = t.integer("baudrate", 9600, lo=1200, hi=921600)
         registers = t._get("registers", False)
+        parity = t.string("parity", "N", choices=MODBUS_PARITIES) or "N"
+        stopbits = t.integer("stopbits", 1, lo=1, hi=2) or 1
+        bytesize = t.integer("bytesize", 8, lo=7, hi=8) or 8
+        mb_timeout = t.number("timeout_s", 3.0, lo=0.05, hi=60) or 3.0
+        mb_retries = t.integer("retries", 1, lo=0, hi=5)
         poll = t.number("poll_s", 10.0, lo=1, hi=3600)
         enabled = t.boolean("enabled", True)
+        specs: tuple[RegisterSpec, ...] = ()
         port: int | None = None
         if port_raw is not None:
             if (
@@ -538,7 +552,7 @@ def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceCon
                         col.add(t.key("eoj"), f'a {kind} has class {want}, found "{eoj}"')
                     if eoj[4:] == "00":
                         col.expected(t.key("eoj"), "an instance 01-7F (00 addresses all)", eoj)
-            for key in ("port", "serial", "unit_id", "sunspec", "registers", "baudrate"):
+            for key in ("port", "serial", "unit_id", "sunspec", "registers", *MODBUS_ONLY):
                 if key in t.data:
                     col.add(t.key(key), 'only valid for protocol = "modbus"')
         elif protocol == "modbus":
@@ -548,10 +562,15 @@ def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceCon
                 col.add(t.key("host"), "modbus devices need host (TCP) or serial (RTU)")
             if host is not None and serial is not None:
                 col.add(t.key("serial"), "give host (TCP) or serial (RTU), not both")
-            if registers is not None and not isinstance(registers, dict):
-                col.expected(t.key("registers"), "a table of register definitions", registers)
-                registers = None
-            if not sunspec and not registers:
+            if serial is None:
+                for key in ("parity", "stopbits", "bytesize", "baudrate"):
+                    if key in t.data:
+                        col.add(t.key(key), "only valid for serial (RTU) devices")
+            if registers is not None:
+                if sunspec:
+                    col.add(t.key("registers"), "give sunspec = true or registers, not both")
+                specs = _registers(col, t.key("registers"), registers, kind)
+            elif not sunspec:
                 col.add(t.key("sunspec"), "modbus devices need sunspec = true or a register map")
         t.done()
         out.append(
@@ -564,14 +583,234 @@ def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceCon
                 port=port if port is not None else (502 if protocol == "modbus" else None),
                 serial=serial,
                 baudrate=baud or 9600,
+                parity=parity,
+                stopbits=stopbits,
+                bytesize=bytesize,
+                timeout_s=mb_timeout,
+                retries=mb_retries if mb_retries is not None else 1,
                 unit_id=unit_id if unit_id is not None else 1,
                 sunspec=sunspec,
-                registers=dict(registers or {}),
+                registers=specs,
                 poll_s=poll or 10.0,
                 enabled=enabled,
             )
         )
+    _check_modbus_links(col, out)
     return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Modbus: register maps and shared links
+
+MODBUS_PARITIES = ("N", "E", "O")
+MODBUS_ONLY = ("baudrate", "parity", "stopbits", "bytesize", "timeout_s", "retries")
+
+
+def _registers(col: Collector, path: str, raw: Any, kind: str | None) -> tuple[RegisterSpec, ...]:
+    """``[[device.registers]]``: every entry checked, then the map as a whole for ``kind``."""
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        col.expected(path, "an array of tables [[device.registers]]", raw)
+        return ()
+    specs: list[RegisterSpec] = []
+    where: list[int] = []
+    seen: dict[str, int] = {}
+    for j, item in enumerate(raw):
+        spec = _register(col, f"{path}[{j}]", item, kind)
+        if spec is None:
+            continue
+        if spec.meaning in seen:
+            col.add(
+                f"{path}[{j}].meaning",
+                f'duplicate meaning "{spec.meaning}" (also {path}[{seen[spec.meaning]}])',
+            )
+            continue
+        seen[spec.meaning] = j
+        specs.append(spec)
+        where.append(j)
+    for a, b in rm.overlaps(specs):
+        first, second = specs[a], specs[b]
+        col.add(
+            f"{path}[{where[b]}].address",
+            f"{second.function} registers {second.address}-{second.end - 1} ({second.meaning}) "
+            f"overlap {path}[{where[a]}] at {first.address}-{first.end - 1} ({first.meaning})",
+        )
+    if kind in rm.REQUIRED and raw:
+        # A meaning named by a broken entry, or mistyped, was reported there already.
+        named = {str(item.get("meaning")) for item in raw}
+        mistyped = any(m not in rm.MEANINGS or kind not in rm.MEANINGS[m].kinds for m in named)
+        for missing in [] if mistyped else rm.missing_meanings(kind, named):
+            col.add(
+                path,
+                f"a {kind} register map needs meaning {missing}",
+                line=col.lines.get(f"{path}[0]"),
+            )
+    elif kind is not None and kind not in rm.REQUIRED:
+        col.add(path, f"register maps drive battery and pv devices, not a {kind}")
+    return tuple(specs)
+
+
+def _register(col: Collector, path: str, item: Any, kind: str | None) -> RegisterSpec | None:
+    t = _Table(col, path, item, Path())
+    meaning = t.string("meaning", required=True)
+    info = None
+    if meaning is not None:
+        info = rm.MEANINGS.get(meaning)
+        if info is None:
+            close = difflib.get_close_matches(meaning, list(rm.MEANINGS), n=1, cutoff=0.5)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            col.add(
+                t.key("meaning"),
+                f"expected one of {' | '.join(rm.MEANINGS)}, found {describe(meaning)}{hint}",
+            )
+        elif kind is not None and kind not in info.kinds:
+            fits = [m for m, i in rm.MEANINGS.items() if kind in i.kinds]
+            col.add(
+                t.key("meaning"),
+                f'"{meaning}" is not a {kind} reading; a {kind} has ' + ", ".join(fits),
+            )
+            info = None
+    address = t.integer("address", None, lo=0, hi=0xFFFF)
+    function = t.string("function", "holding", choices=rm.FUNCTIONS) or "holding"
+    rtype = t.string("type", "u16", choices=tuple(rm.TYPES)) or "u16"
+    order = t.string("word_order", "big", choices=rm.WORD_ORDERS) or "big"
+    scale = t.number("scale", 1.0)
+    if scale == 0:
+        col.expected(t.key("scale"), "a non-zero number", scale)
+    unit = t.string("unit")
+    value = t.number("value", None)
+    values_raw = t._get("values", False)
+    t.done()
+    if info is None or meaning is None:
+        return None
+    ok = True
+    if unit is not None and unit not in rm.UNITS[info.dimension]:
+        units = " | ".join(u for u in rm.UNITS[info.dimension] if u) or "no unit"
+        col.expected(t.key("unit"), f"{units} for {meaning}", unit)
+        ok = False
+    if value is not None:
+        if not info.constant_ok:
+            col.add(
+                t.key("value"),
+                f"a constant value is only allowed for capacity and rates, not {meaning}",
+            )
+            ok = False
+        elif "address" in t.data:
+            col.add(t.key("value"), "give address (a register) or value (a constant), not both")
+            ok = False
+    elif "address" not in t.data:
+        col.add(
+            t.key("address"), "missing required key" + (" (or value)" if info.constant_ok else "")
+        )
+        ok = False
+    if info.write and function != "holding":
+        col.add(
+            t.key("function"),
+            f'{meaning} is written by the gateway: expected "holding", found "{function}" '
+            "(input registers are read-only)",
+        )
+        ok = False
+    if info.write and info.signed and rtype in ("u16", "u32"):
+        col.expected(t.key("type"), "s16 | s32 | f32 (+ charge / - discharge)", rtype)
+        ok = False
+    values: dict[str, int] = {}
+    if meaning == "mode":
+        values = _mode_values(col, t.key("values"), values_raw, rtype)
+        ok = ok and bool(values)
+    elif values_raw is not None:
+        col.add(t.key("values"), 'only valid for meaning = "mode"')
+    if not ok or (address is None and value is None) or scale is None or scale == 0:
+        return None
+    return RegisterSpec(
+        meaning=meaning,
+        address=address if value is None else None,
+        function=function,
+        type=rtype,
+        word_order=order,
+        scale=float(scale),
+        unit=unit or info.unit,
+        values=values,
+        value=float(value) if value is not None else None,
+    )
+
+
+def _mode_values(col: Collector, path: str, raw: Any, rtype: str) -> dict[str, int]:
+    if raw is None:
+        col.add(
+            path, "missing required key (the device's code for each of " + ", ".join(rm.MODES) + ")"
+        )
+        return {}
+    if not isinstance(raw, dict):
+        col.expected(
+            path, "a table such as { auto = 0, charge = 1, discharge = 2, standby = 3 }", raw
+        )
+        return {}
+    col.unknown_keys(path, raw, rm.MODES)
+    values: dict[str, int] = {}
+    for mode in rm.MODES:
+        code = raw.get(mode)
+        if code is None:
+            col.add(f"{path}.{mode}", "missing required key (the device's code for this mode)")
+        elif isinstance(code, bool) or not isinstance(code, int) or not -32768 <= code <= 0xFFFF:
+            col.expected(f"{path}.{mode}", "an integer register value", code)
+        else:
+            values[mode] = code
+    codes = list(values.values())
+    if len(set(codes)) != len(codes):
+        col.add(path, f"two modes share one code: {values}")
+        return {}
+    if rtype == "f32":
+        col.add(path, "a mode register holds integer codes: use u16, s16, u32 or s32")
+        return {}
+    if set(values) != set(rm.MODES) or any(k not in rm.MODES for k in raw):
+        return {}
+    return values
+
+
+def _link_key(dev: DeviceConfig) -> tuple[str, str, int]:
+    return ("tcp", dev.host, dev.port or 502) if dev.host else ("rtu", dev.serial or "", 0)
+
+
+def _same_link(a: DeviceConfig, b: DeviceConfig) -> bool:
+    return a.protocol == b.protocol == "modbus" and _link_key(a) == _link_key(b)
+
+
+def _check_modbus_links(col: Collector, devices: list[DeviceConfig]) -> None:
+    """Devices on one serial port or TCP endpoint share one connection: one set of settings."""
+    first: dict[tuple[str, str, int], tuple[int, DeviceConfig]] = {}
+    for i, dev in enumerate(devices):
+        if dev.protocol != "modbus" or not dev.enabled:
+            continue
+        key = _link_key(dev)
+        if key not in first:
+            first[key] = (i, dev)
+            continue
+        j, other = first[key]
+        where = f"{dev.host}:{dev.port}" if dev.host else dev.serial
+        twin = next(
+            (
+                k
+                for k, d in enumerate(devices[:i])
+                if _same_link(d, dev)
+                and d.unit_id == dev.unit_id
+                and d.kind == dev.kind
+                and d.enabled
+            ),
+            None,
+        )
+        if twin is not None:  # a hybrid inverter may serve a pv and a battery at one unit id
+            col.add(
+                f"device[{i}].unit_id",
+                f"unit {dev.unit_id} on {where} is already the {dev.kind} device[{twin}] "
+                f"({devices[twin].name})",
+            )
+        for name in ("baudrate", "parity", "stopbits", "bytesize", "timeout_s"):
+            mine, theirs = getattr(dev, name), getattr(other, name)
+            if mine != theirs:
+                col.add(
+                    f"device[{i}].{name}",
+                    f"{where} is shared with device[{j}] ({other.name}), which has "
+                    f"{name} = {theirs!r}; found {mine!r}",
+                )
 
 
 def _limits(col: Collector, raw: dict[str, Any], base: Path) -> LimitsConfig:

@@ -56,15 +56,16 @@ def locate_keys(text: str) -> dict[str, int]:
         header = _HEADER.match(raw)
         if header:
             name = header.group(2).replace('"', "").replace(" ", "")
+            parts = name.split(".")
+            # [device.x] and [[device.x]] after [[device]] belong to the latest device entry.
+            if len(parts) > 1 and parts[0] in counts:
+                parts[0] = f"{parts[0]}[{counts[parts[0]] - 1}]"
             if header.group(1) == "[[":
-                index = counts.get(name, 0)
-                counts[name] = index + 1
-                prefix = f"{name}[{index}]"
+                full = ".".join(parts)
+                index = counts.get(full, 0)
+                counts[full] = index + 1
+                prefix = f"{full}[{index}]"
             else:
-                parts = name.split(".")
-                # [device.registers] after [[device]] belongs to the latest device entry.
-                if parts[0] in counts:
-                    parts[0] = f"{parts[0]}[{counts[parts[0]] - 1}]"
                 prefix = ".".join(parts)
             lines.setdefault(prefix, number)
             continue

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
 from drivers.capabilities import BatteryMode, BatteryRatings, Measured
 from drivers.modbus.energy import EnergyIntegrator
+from drivers.modbus.link import DeviceHealth, LinkPool
+from drivers.modbus.mapped import MappedBattery, MappedDevice, MappedPv, MappedPvLimit
 from drivers.modbus.sunspec import (
     BASE_ADDRESSES,
     INVERTER_MODELS,
@@ -78,6 +80,10 @@ __all__ = [
     "BATTERY_SOC_PCT",
     "PV_GENERATED_WH",
     "PV_POWER_W",
+    "HealthCallback",
+    "MappedBattery",
+    "MappedPv",
+    "ModbusDevice",
     "ModbusNotFollowing",
     "ModbusPoller",
     "ModbusProtocolError",
@@ -446,33 +452,66 @@ _ADAPTERS: Final[dict[str, type[SunSpecDevice]]] = {
     "battery": SunSpecBattery,
     "pv": SunSpecPv,
 }
+_MAPPED: Final[dict[str, type[MappedDevice]]] = {
+    "battery": MappedBattery,
+    "pv": MappedPv,
+}
+
+ModbusDevice = SunSpecDevice | MappedDevice
+HealthCallback = Callable[[str, DeviceHealth], None]
 
 
 def adapter_for(
-    device: DeviceConfig, clock: Clock, *, timeout_s: float = 3.0, **options: Any
-) -> SunSpecDevice:
-    """The adapter (with its own transport) for a ``protocol = "modbus"``, ``sunspec`` device."""
-    if not device.sunspec:
-        raise ValueError(f"{device.name}: only SunSpec Modbus devices are supported")
-    cls = _ADAPTERS.get(device.kind)
+    device: DeviceConfig,
+    clock: Clock,
+    *,
+    timeout_s: float | None = None,
+    pool: LinkPool | None = None,
+    tuning: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> ModbusDevice:
+    """The adapter for a ``protocol = "modbus"`` device: SunSpec or register map.
+
+    With a ``pool``, devices on the same endpoint or serial line share its link; without, the
+    adapter gets a link of its own. ``tuning`` overrides :class:`ModbusSettings` fields (the
+    health thresholds: ``faulty_after``, ``backoff_s``, ``backoff_max_s``).
+    """
+    settings = ModbusSettings.from_device(device, timeout_s=timeout_s)
+    if tuning:
+        settings = replace(settings, **tuning)
+    if device.sunspec:
+        cls: type[ModbusDevice] | None = _ADAPTERS.get(device.kind)
+    elif device.registers:
+        cls = _MAPPED.get(device.kind)
+        if cls is MappedPv and {"pv_limit_pct", "pv_limit_w"} & {
+            r.meaning for r in device.registers
+        }:
+            cls = MappedPvLimit
+    else:
+        raise ValueError(f"{device.name}: a Modbus device needs sunspec = true or registers")
     if cls is None:
-        raise ValueError(f"{device.name}: no SunSpec adapter for a {device.kind}")
-    transport = ModbusTransport(
-        device.name, ModbusSettings.from_device(device, timeout_s=timeout_s)
-    )
+        raise ValueError(f"{device.name}: no Modbus adapter for a {device.kind}")
+    link = pool.link(settings.link) if pool is not None else None
+    transport = ModbusTransport(device.name, settings, link=link, monotonic=clock.monotonic)
+    if issubclass(cls, MappedDevice):
+        return cls(device.name, transport, clock, device.registers, **options)
     return cls(device.name, transport, clock, **options)
 
 
 class ModbusPoller(DevicePoller):
-    """The device's poller; it owns the device's connection and closes it when stopped."""
+    """The device's poller; it releases the device's link when stopped.
+
+    A faulty device's transport refuses requests at once while it is backed off, so its poller
+    keeps its rhythm without ever waiting on the link its neighbours use.
+    """
 
     failures_of = (ModbusError,)
 
     def __init__(
-        self, device: SunSpecDevice, clock: Clock, on_reading: ReadingCallback, poll_s: float = 10.0
+        self, device: ModbusDevice, clock: Clock, on_reading: ReadingCallback, poll_s: float = 10.0
     ) -> None:
         super().__init__(device, clock, on_reading, poll_s)
-        self.device: SunSpecDevice = device
+        self.device: ModbusDevice = device
 
     async def run(self) -> None:
         try:
@@ -486,37 +525,76 @@ class ModbusPoller(DevicePoller):
 class ModbusSetup:
     """What :func:`build_modbus` made: an adapter and a poller per device, and what it skipped."""
 
-    adapters: dict[str, SunSpecDevice]
+    adapters: dict[str, ModbusDevice]
     pollers: list[ModbusPoller]
     skipped: dict[str, str]
+    pool: LinkPool = field(default_factory=LinkPool)
 
     @property
     def components(self) -> list[Any]:
-        """Supervisor components: one poller per device (each owns its device's connection)."""
+        """Supervisor components: one poller per device (links are shared through ``pool``)."""
         return list(self.pollers)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per device: ``ok`` or ``faulty``, with the consecutive failures and the last error."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, adapter in self.adapters.items():
+            h = adapter.transport.health
+            entry: dict[str, Any] = {"status": "faulty" if h.faulty else "ok"}
+            if h.faulty:
+                entry["failures"] = h.consecutive
+                entry["error"] = h.last_error
+            out[name] = entry
+        return out
 
 
 def build_modbus(
     devices: Iterable[DeviceConfig],
     clock: Clock,
     on_reading: ReadingCallback,
+    *,
+    on_health: HealthCallback | None = None,
+    tuning: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> ModbusSetup:
-    """Adapters and pollers for every enabled Modbus device; unsupported ones are skipped
-    (and named in ``skipped``) rather than stopping the daemon."""
-    adapters: dict[str, SunSpecDevice] = {}
+    """Adapters and pollers for every enabled Modbus device, sharing one link per endpoint or
+    serial line; unsupported ones are skipped (and named in ``skipped``) rather than stopping
+    the daemon. ``on_health(name, health)`` hears when a device turns faulty or recovers."""
+    adapters: dict[str, ModbusDevice] = {}
     pollers: list[ModbusPoller] = []
     skipped: dict[str, str] = {}
+    pool = LinkPool(monotonic=clock.monotonic)
     log = get_logger("chisan.modbus")
     for device in devices:
         if device.protocol != "modbus" or not device.enabled:
             continue
         try:
-            adapter = adapter_for(device, clock, **options)
+            adapter = adapter_for(device, clock, pool=pool, tuning=tuning, **options)
         except ValueError as exc:
             skipped[device.name] = str(exc)
             log.warning("modbus device ignored", device=device.name, reason=str(exc))
             continue
+        health = adapter.transport.health
+        health.on_change = _reporter(device.name, on_health, log)
         adapters[device.name] = adapter
         pollers.append(ModbusPoller(adapter, clock, on_reading, device.poll_s))
-    return ModbusSetup(adapters, pollers, skipped)
+    return ModbusSetup(adapters, pollers, skipped, pool)
+
+
+def _reporter(
+    name: str, on_health: HealthCallback | None, log: Any
+) -> Callable[[DeviceHealth], None]:
+    def changed(health: DeviceHealth) -> None:
+        if health.faulty:
+            log.warning(
+                "modbus device faulty, backing off",
+                device=name,
+                failures=health.consecutive,
+                error=health.last_error,
+            )
+        else:
+            log.info("modbus device answers again", device=name)
+        if on_health is not None:
+            on_health(name, health)
+
+    return changed

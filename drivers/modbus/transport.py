@@ -1,25 +1,36 @@
-"""The thin asyncio shell around pymodbus: one link per device, one request at a time.
+"""One device's view of its Modbus link: register reads and writes at its unit id.
 
-A Modbus TCP gateway or an RS-485 line misbehaves when two requests overlap, so every request
-takes the device's lock. pymodbus' own retry and reconnect loops are switched off: a failed
-request drops the connection and the next request reconnects, which keeps each call bounded by
-``timeout_s`` and lets the poller (not the library) decide when to try again. Everything that
-goes wrong leaves this module as a :class:`ModbusError`, a :class:`DeviceError` naming the device.
+The link (drivers/modbus/link.py) serialises requests and owns the connection; this module adds
+what belongs to the device: its unit id, retries, and its health. A device that keeps failing is
+marked faulty and backed off: its requests fail at once with :class:`ModbusBackedOff`, without
+taking the link's lock, until the back-off ends, so a dead unit id cannot starve its neighbours.
+pymodbus' own retry and reconnect loops are off; everything that goes wrong leaves as a
+:class:`ModbusError`, a :class:`DeviceError` naming the device.
 """
 
 from __future__ import annotations
 
-import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
-from drivers.capabilities import DeviceError
+from drivers.modbus.link import (
+    Backoff,
+    Client,
+    DeviceHealth,
+    LinkSettings,
+    ModbusBackedOff,
+    ModbusError,
+    ModbusLink,
+    ModbusRefused,
+    ModbusTimeout,
+    ModbusUnreachable,
+    Operation,
+)
 
 if TYPE_CHECKING:
     from gateway.config import DeviceConfig
@@ -27,152 +38,160 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_READ",
     "MAX_WRITE",
+    "ModbusBackedOff",
     "ModbusError",
     "ModbusRefused",
     "ModbusSettings",
     "ModbusTimeout",
     "ModbusTransport",
     "ModbusUnreachable",
+    "RegisterFunction",
 ]
 
-#: Protocol limits of function codes 0x03 and 0x10.
+#: Protocol limits of function codes 0x03/0x04 and 0x10.
 MAX_READ: Final = 125
 MAX_WRITE: Final = 123
 
-
-class ModbusError(DeviceError):
-    """A Modbus device failed: unreachable, silent, refused, or sent nonsense."""
-
-
-class ModbusUnreachable(ModbusError):
-    """No connection to the device (or the serial line) could be made."""
-
-
-class ModbusTimeout(ModbusError):
-    """The device did not answer within ``timeout_s``."""
-
-
-class ModbusRefused(ModbusError):
-    """The device answered with a Modbus exception (illegal address, value, busy...)."""
+RegisterFunction = Literal["holding", "input"]
+#: Exception codes 10 and 11: a Modbus gateway could not reach the device behind it.
+GATEWAY_NO_TARGET: Final = frozenset({10, 11})
 
 
 @dataclass(frozen=True)
 class ModbusSettings:
-    """Where a device is: TCP ``host:port`` or a serial RTU line, and its unit ID."""
+    """Where a device is (TCP ``host:port`` or a serial RTU line), its unit id, and how hard to
+    try: ``retries`` extra attempts after a timeout while the device is healthy, ``faulty_after``
+    consecutive failures before it is backed off (``backoff_s`` doubling up to ``backoff_max_s``).
+    """
 
     host: str | None = None
     port: int = 502
     serial: str | None = None
     baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
     unit_id: int = 1
     timeout_s: float = 3.0
+    retries: int = 0
+    faulty_after: int = 3
+    backoff_s: float = 5.0
+    backoff_max_s: float = 120.0
 
     @classmethod
-    def from_device(cls, device: DeviceConfig, *, timeout_s: float = 3.0) -> ModbusSettings:
+    def from_device(cls, device: DeviceConfig, *, timeout_s: float | None = None) -> ModbusSettings:
         return cls(
             host=device.host,
             port=device.port or 502,
             serial=device.serial,
             baudrate=device.baudrate,
+            parity=device.parity,
+            stopbits=device.stopbits,
+            bytesize=device.bytesize,
             unit_id=device.unit_id,
-            timeout_s=timeout_s,
+            timeout_s=timeout_s if timeout_s is not None else device.timeout_s,
+            retries=device.retries,
+        )
+
+    @property
+    def link(self) -> LinkSettings:
+        return LinkSettings(
+            host=self.host,
+            port=self.port,
+            serial=self.serial,
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            bytesize=self.bytesize,
+            timeout_s=self.timeout_s,
         )
 
     @property
     def where(self) -> str:
-        return f"{self.host}:{self.port}" if self.host else f"{self.serial}@{self.baudrate}"
-
-
-_Client = AsyncModbusTcpClient | AsyncModbusSerialClient
-_Operation = Callable[[_Client], Awaitable[ModbusPDU]]
+        return f"{self.link.where} unit {self.unit_id}"
 
 
 class ModbusTransport:
-    """Holding-register reads and writes for one device, serialised and bounded in time."""
+    """Register reads and writes for one device, over its own link or a shared one."""
 
-    def __init__(self, device: str, settings: ModbusSettings) -> None:
+    def __init__(
+        self,
+        device: str,
+        settings: ModbusSettings,
+        *,
+        link: ModbusLink | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
         if settings.host is None and settings.serial is None:
             raise ValueError(f"{device}: a Modbus device needs host or serial")
         self.device = device
         self.settings = settings
-        self._lock = asyncio.Lock()
-        self._client: _Client | None = None
+        self.monotonic = monotonic
+        self._own_link = link is None
+        self.link = link or ModbusLink(settings.link, monotonic=monotonic, rng=rng)
+        self.link.attach(self)
+        self.health = DeviceHealth(
+            faulty_after=settings.faulty_after,
+            backoff=Backoff(settings.backoff_s, settings.backoff_max_s, rng or random.Random()),
+        )
         self.requests = 0
-        self.reconnects = 0
 
     def __repr__(self) -> str:
         return f"ModbusTransport({self.device!r}, {self.settings.where})"
 
-    def _make_client(self) -> _Client:
-        s = self.settings
-        if s.host is not None:
-            return AsyncModbusTcpClient(
-                s.host, port=s.port, timeout=s.timeout_s, retries=0, reconnect_delay=0
+    @property
+    def reconnects(self) -> int:
+        """Connections opened on this device's link (shared links count every device's)."""
+        return self.link.connects
+
+    async def _request(self, what: str, call: Operation) -> ModbusPDU:
+        now = self.monotonic()
+        if not self.health.ready(now):
+            raise ModbusBackedOff(
+                self.device,
+                f"{what}: not tried, device faulty after {self.health.consecutive} failures "
+                f"(next try in {self.health.backoff.remaining(now):.1f} s; last: "
+                f"{self.health.last_error})",
             )
-        assert s.serial is not None
-        return AsyncModbusSerialClient(
-            s.serial,
-            framer=FramerType.RTU,
-            baudrate=s.baudrate,
-            timeout=s.timeout_s,
-            retries=0,
-            reconnect_delay=0,
-        )
-
-    async def _connected(self) -> _Client:
-        if self._client is not None and self._client.connected:
-            return self._client
-        self._drop()
-        client = self._make_client()
-        try:
-            async with asyncio.timeout(self.settings.timeout_s):
-                ok = await client.connect()
-        except (TimeoutError, OSError, ModbusException) as exc:
-            client.close()
-            raise ModbusUnreachable(
-                self.device, f"cannot connect to {self.settings.where}: {exc}"
-            ) from None
-        if not ok:
-            client.close()
-            raise ModbusUnreachable(self.device, f"cannot connect to {self.settings.where}")
-        self.reconnects += 1
-        self._client = client
-        return client
-
-    def _drop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    async def _request(self, what: str, call: _Operation) -> ModbusPDU:
-        """Run one request under the lock; on anything but a clean answer, drop the link."""
-        async with self._lock:
-            client = await self._connected()
+        self.link.attach(self)
+        attempts = 1 + (self.settings.retries if self.health.consecutive == 0 else 0)
+        error: ModbusError | None = None
+        for _ in range(attempts):
             self.requests += 1
             try:
-                async with asyncio.timeout(self.settings.timeout_s):
-                    response = await call(client)
-            except TimeoutError:
-                self._drop()
-                raise ModbusTimeout(
-                    self.device, f"{what}: no answer within {self.settings.timeout_s} s"
-                ) from None
-            except (ModbusException, OSError) as exc:
-                self._drop()
-                raise ModbusError(self.device, f"{what}: {exc}") from None
-            if response is None or response.isError():
-                raise ModbusRefused(self.device, f"{what}: device refused ({response})")
+                response = await self.link.execute(self.device, what, call)
+            except ModbusRefused as exc:
+                if exc.code in GATEWAY_NO_TARGET:
+                    error = exc  # a TCP gateway answering for a device behind it that did not
+                    break
+                self.health.success(self.monotonic())  # it answered: alive, just unwilling
+                raise
+            except ModbusTimeout as exc:
+                error = exc
+                continue
+            except ModbusError as exc:
+                error = exc
+                break
+            self.health.success(self.monotonic())
             return response
+        assert error is not None
+        self.health.failure(self.monotonic(), str(error))
+        raise error
 
-    async def read(self, address: int, count: int) -> list[int]:
-        """``count`` holding registers from ``address`` (split into protocol-sized requests)."""
+    async def read(
+        self, address: int, count: int, *, function: RegisterFunction = "holding"
+    ) -> list[int]:
+        """``count`` holding (or input) registers from ``address``, in protocol-sized requests."""
         if count <= 0 or address < 0 or address + count > 0x10000:
             raise ValueError(f"bad register range {address}+{count}")
         words: list[int] = []
         while len(words) < count:
             at = address + len(words)
             n = min(MAX_READ, count - len(words))
-            response = await self._request(f"read {at}+{n}", self._reader(at, n))
+            response = await self._request(
+                f"read {function} {at}+{n}", self._reader(at, n, function)
+            )
             got = list(response.registers)
             if len(got) < n:
                 raise ModbusError(self.device, f"read {at}+{n}: got {len(got)} registers")
@@ -180,29 +199,34 @@ class ModbusTransport:
         return words
 
     async def write(self, address: int, values: Sequence[int]) -> None:
-        """Write registers with function 0x10 (one request per ``MAX_WRITE`` words)."""
+        """Write holding registers with function 0x10 (one request per ``MAX_WRITE`` words)."""
         vals = list(values)
         for start in range(0, len(vals), MAX_WRITE):
             chunk = vals[start : start + MAX_WRITE]
             at = address + start
             await self._request(f"write {at}+{len(chunk)}", self._writer(at, chunk))
 
-    def _reader(self, address: int, count: int) -> _Operation:
+    def _reader(self, address: int, count: int, function: RegisterFunction) -> Operation:
         unit = self.settings.unit_id
 
-        def op(client: _Client) -> Awaitable[ModbusPDU]:
+        def op(client: Client) -> Awaitable[ModbusPDU]:
+            if function == "input":
+                return client.read_input_registers(address, count=count, device_id=unit)
             return client.read_holding_registers(address, count=count, device_id=unit)
 
         return op
 
-    def _writer(self, address: int, values: list[int]) -> _Operation:
+    def _writer(self, address: int, values: list[int]) -> Operation:
         unit = self.settings.unit_id
 
-        def op(client: _Client) -> Awaitable[ModbusPDU]:
+        def op(client: Client) -> Awaitable[ModbusPDU]:
             return client.write_registers(address, values, device_id=unit)
 
         return op
 
     async def close(self) -> None:
-        async with self._lock:
-            self._drop()
+        """Done with the link; a private link (or the last user of a shared one) closes it."""
+        if self._own_link:
+            await self.link.close()
+        else:
+            await self.link.detach(self)

@@ -70,9 +70,47 @@ async def modbus_battery() -> AsyncIterator[BatteryHarness]:
         yield BatteryHarness(adapter, clock, settle, capacity_wh=9800)
 
 
+@contextlib.asynccontextmanager
+async def modbus_map_battery() -> AsyncIterator[BatteryHarness]:
+    """A non-SunSpec hybrid inverter driven through the register map an installer configures."""
+    import tempfile
+    from pathlib import Path
+
+    from drivers.modbus.adapters import adapter_for
+    from tests.drivers.modbus.mapsim import (
+        BATTERY_REGISTERS,
+        MapSim,
+        config_text,
+        device_toml,
+        load_text,
+        tcp_server,
+    )
+    from tests.drivers.modbus.simnet import drive
+
+    clock = ManualClock()
+    sim = MapSim(clock, soc_pct=50, capacity_wh=9800)
+    async with tcp_server(sim.device(3)) as served:
+        where = f'host = "{served.host}"\nport = {served.port}\ntimeout_s = 0.5'
+        text = config_text(
+            device_toml("battery", "battery", BATTERY_REGISTERS, where=where, unit_id=3)
+        )
+        with tempfile.TemporaryDirectory() as folder:
+            (device,) = load_text(text, Path(folder)).devices
+        adapter = adapter_for(device, clock, confirm_timeout_s=5.0)
+        try:
+
+            async def settle(aw: Awaitable[Any]) -> Any:
+                return await drive(clock, aw)
+
+            yield BatteryHarness(adapter, clock, settle, capacity_wh=9800)
+        finally:
+            await adapter.transport.close()
+
+
 HARNESSES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[BatteryHarness]]] = {
     "echonet": echonet_battery,
     "modbus": modbus_battery,
+    "modbus-map": modbus_map_battery,
 }
 
 

@@ -323,3 +323,270 @@ def test_locate_keys_handles_arrays_and_subtables() -> None:
     assert lines["d[0].n"] == 4
     assert lines["d[1].n"] == 6
     assert lines["d[1].registers.soc"] == 8
+
+
+# ------------------------------------------------------------------ Modbus register maps, links
+
+MAP_DEVICE = """
+[[device]]
+name = "hybrid"
+kind = "battery"
+protocol = "modbus"
+host = "192.0.2.10"
+unit_id = 1
+
+[[device.registers]]
+meaning = "power_w"
+address = 30775
+function = "input"
+type = "s32"
+
+[[device.registers]]
+meaning = "soc_pct"
+address = 30845
+function = "input"
+type = "u32"
+word_order = "big"
+scale = 1.0
+unit = "%"
+
+[[device.registers]]
+meaning = "mode"
+address = 40236
+values = { auto = 0, charge = 1, discharge = 2, standby = 3 }
+
+[[device.registers]]
+meaning = "charge_setpoint_w"
+address = 40149
+type = "u32"
+
+[[device.registers]]
+meaning = "discharge_setpoint_w"
+address = 40151
+type = "u32"
+
+[[device.registers]]
+meaning = "capacity_kwh"
+value = 9.8
+"""
+
+
+def test_register_map_is_parsed(write_config: WriteConfig) -> None:
+    cfg = load(write_config(BASE_CONFIG + MAP_DEVICE))
+    dev = cfg.devices[-1]
+    assert [r.meaning for r in dev.registers] == [
+        "power_w",
+        "soc_pct",
+        "mode",
+        "charge_setpoint_w",
+        "discharge_setpoint_w",
+        "capacity_kwh",
+    ]
+    soc = dev.registers[1]
+    assert (soc.address, soc.function, soc.type, soc.unit) == (30845, "input", "u32", "%")
+    assert dev.registers[2].values == {"auto": 0, "charge": 1, "discharge": 2, "standby": 3}
+    assert dev.registers[0].unit == "W" and dev.registers[5].value == 9.8
+    assert dev.registers[5].address is None
+    assert (dev.timeout_s, dev.retries, dev.parity) == (3.0, 1, "N")
+
+
+# (edit to MAP_DEVICE, expected key path, expected words in the message)
+MAP_CASES: list[tuple[str, tuple[str, str], str, str]] = [
+    (
+        "unknown meaning",
+        ('meaning = "soc_pct"', 'meaning = "soc_pc"'),
+        "device[1].registers[1].meaning",
+        "found string 'soc_pc'; did you mean \"soc_pct\"?",
+    ),
+    (
+        "meaning of another kind",
+        ('meaning = "soc_pct"', 'meaning = "energy_kwh"'),
+        "device[1].registers[1].meaning",
+        '"energy_kwh" is not a battery reading; a battery has power_w, soc_pct',
+    ),
+    (
+        "unknown type",
+        ('type = "u32"\nword_order', 'type = "u64"\nword_order'),
+        "device[1].registers[1].type",
+        "expected one of u16 | s16 | u32 | s32 | f32, found string 'u64'",
+    ),
+    (
+        "unknown function",
+        ('function = "input"\ntype = "s32"', 'function = "coil"\ntype = "s32"'),
+        "device[1].registers[0].function",
+        "expected one of holding | input, found string 'coil'",
+    ),
+    (
+        "write to an input register",
+        ("address = 40149", 'address = 40149\nfunction = "input"'),
+        "device[1].registers[3].function",
+        'charge_setpoint_w is written by the gateway: expected "holding", found "input"',
+    ),
+    (
+        "overlapping registers",
+        ("address = 40151", "address = 40150"),
+        "device[1].registers[4].address",
+        "holding registers 40150-40151 (discharge_setpoint_w) overlap device[1].registers[3] "
+        "at 40149-40150 (charge_setpoint_w)",
+    ),
+    (
+        "missing meaning for the kind",
+        ('meaning = "mode"\naddress = 40236', 'meaning = "max_charge_w"\naddress = 40236'),
+        "device[1].registers",
+        "a battery register map needs meaning mode",
+    ),
+    (
+        "unit of the wrong dimension",
+        ('unit = "%"', 'unit = "kWh"'),
+        "device[1].registers[1].unit",
+        "expected % for soc_pct, found string 'kWh'",
+    ),
+    (
+        "unknown register key",
+        ("scale = 1.0", "scael = 1.0"),
+        "device[1].registers[1].scael",
+        'unknown key; did you mean "scale"?',
+    ),
+    (
+        "mode without a code",
+        ("charge = 1, discharge", "charge = 1, dischrge"),
+        "device[1].registers[2].values.discharge",
+        "missing required key",
+    ),
+    (
+        "constant for a measurement",
+        ("address = 30845", "value = 50"),
+        "device[1].registers[1].value",
+        "a constant value is only allowed for capacity and rates, not soc_pct",
+    ),
+    (
+        "address out of range",
+        ("address = 30845", "address = 70000"),
+        "device[1].registers[1].address",
+        "expected an integer 0-65535, found integer 70000",
+    ),
+    (
+        "zero scale",
+        ("scale = 1.0", "scale = 0"),
+        "device[1].registers[1].scale",
+        "expected a non-zero number",
+    ),
+    (
+        "duplicate meaning",
+        ('meaning = "discharge_setpoint_w"', 'meaning = "charge_setpoint_w"'),
+        "device[1].registers[4].meaning",
+        'duplicate meaning "charge_setpoint_w" (also device[1].registers[3])',
+    ),
+    (
+        "sunspec and registers",
+        ("unit_id = 1\n", "unit_id = 1\nsunspec = true\n"),
+        "device[1].registers",
+        "give sunspec = true or registers, not both",
+    ),
+    (
+        "serial settings on TCP",
+        ("unit_id = 1\n", 'unit_id = 1\nparity = "E"\n'),
+        "device[1].parity",
+        "only valid for serial (RTU) devices",
+    ),
+    (
+        "bad parity",
+        ('host = "192.0.2.10"', 'serial = "/dev/ttyUSB1"\nparity = "X"'),
+        "device[1].parity",
+        "expected one of N | E | O, found string 'X'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "message"), [c[1:] for c in MAP_CASES], ids=[c[0] for c in MAP_CASES]
+)
+def test_broken_register_map(
+    write_config: WriteConfig, edit: tuple[str, str], key: str, message: str
+) -> None:
+    old, new = edit
+    assert old in MAP_DEVICE, old
+    path = write_config(BASE_CONFIG + MAP_DEVICE.replace(old, new, 1))
+    found = issues_of(path)
+    matching = [i for i in found if i.path == key]
+    assert matching, f"no issue for {key}: {[str(i) for i in found]}"
+    assert message in matching[0].message, str(matching[0])
+    assert matching[0].line is not None
+    line = path.read_text().splitlines()[matching[0].line - 1]
+    parts = [p.partition("[")[0] for p in key.split(".")[1:]]
+    assert any(p in line for p in parts) or "[[device" in line, (line, str(matching[0]))
+
+
+def test_example_register_map_validates(write_config: WriteConfig) -> None:
+    """The commented register-map device in config/example.toml is a working map."""
+    example = (REPO / "config" / "example.toml").read_text()
+    block = example.split('# [[device]]\n# name = "hybrid"')[1].split("\n\n[")[0]
+    lines = ['[[device]]\nname = "hybrid"'] + [
+        line[2:] if line.startswith("# ") else "" for line in block.splitlines()
+    ]
+    dev = load(write_config(BASE_CONFIG + "\n".join(lines) + "\n")).devices[-1]
+    assert dev.serial == "/dev/ttyUSB1" and dev.unit_id == 3 and len(dev.registers) == 7
+
+
+def test_register_map_as_a_plain_table_is_refused(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG + MAP_DEVICE.split("[[device.registers]]")[0]
+    issue = only(write_config(text + "[device.registers]\nsoc = 30845\n"))
+    assert issue.path == "device[1].registers"
+    assert issue.message == "expected an array of tables [[device.registers]], found table"
+
+
+def test_register_map_issue_points_at_its_own_line(write_config: WriteConfig) -> None:
+    path = write_config(BASE_CONFIG + MAP_DEVICE.replace('type = "s32"', 'type = "i32"'))
+    issue = only(path)
+    assert issue.path == "device[1].registers[0].type"
+    assert path.read_text().splitlines()[issue.line - 1] == 'type = "i32"'  # type: ignore[operator]
+
+
+def test_devices_sharing_a_line_share_its_settings(write_config: WriteConfig) -> None:
+    rtu = (
+        '\n[[device]]\nname = "{name}"\nkind = "pv"\nprotocol = "modbus"\nsunspec = true\n'
+        'serial = "/dev/ttyUSB1"\nunit_id = {unit}\nbaudrate = {baud}\n'
+    )
+    text = BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600)
+    text += rtu.format(name="b", unit=2, baud=19200) + rtu.format(name="c", unit=1, baud=9600)
+    found = {i.path: i.message for i in issues_of(write_config(text))}
+    assert found == {
+        "device[2].baudrate": "/dev/ttyUSB1 is shared with device[1] (a), which has "
+        "baudrate = 9600; found 19200",
+        "device[3].unit_id": "unit 1 on /dev/ttyUSB1 is already the pv device[1] (a)",
+    }
+    # A hybrid inverter: its PV and its battery answer at the same unit id.
+    hybrid = rtu.format(name="b", unit=1, baud=9600).replace('kind = "pv"', 'kind = "battery"')
+    load(write_config(BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600) + hybrid))
+
+
+def test_locate_keys_handles_nested_arrays_of_tables() -> None:
+    text = "[[d]]\nn = 1\n[[d.r]]\nm = 1\n[[d.r]]\nm = 2\n[[d]]\nn = 2\n[[d.r]]\nm = 3\n"
+    lines = locate_keys(text)
+    assert lines["d[0].r[1].m"] == 6
+    assert lines["d[1].r[0]"] == 9
+    assert lines["d[1].r[0].m"] == 10
+
+
+def test_check_config_reports_register_map_mistakes(write_config: WriteConfig) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli import main
+
+    text = MAP_DEVICE.replace('meaning = "soc_pct"', 'meaning = "soc"').replace(
+        "address = 40149", 'address = 40149\nfunction = "input"'
+    )
+    path = write_config(BASE_CONFIG + text)
+    result = CliRunner().invoke(main, ["check-config", "-c", str(path)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == f"2 errors in {path}"
+    source = path.read_text().splitlines()
+    for key, words in (
+        ("device[1].registers[1].meaning", 'did you mean "soc_pct"?'),
+        ("device[1].registers[3].function", "input registers are read-only"),
+    ):
+        (line,) = [x for x in lines if f": {key}: " in x]
+        where = int(line.split(":")[1])
+        assert line.startswith(f"{path}:") and words in line
+        assert key.rpartition(".")[2] in source[where - 1]

@@ -17,6 +17,7 @@ from drivers.modbus.adapters import (
     SunSpecPv,
     build_modbus,
 )
+from drivers.modbus.registermap import RegisterSpec
 from drivers.modbus.sim import SunSpecSim, free_port
 from drivers.modbus.sunspec import StorageOffsets
 from drivers.modbus.transport import (
@@ -155,7 +156,13 @@ async def test_build_modbus_and_poller() -> None:
     async with SunSpecSim(clock) as sim:
         devices = [
             DeviceConfig("bat", "battery", "modbus", host=sim.host, port=sim.port, sunspec=True),
-            DeviceConfig("raw", "battery", "modbus", host=sim.host, registers={"x": {}}),
+            DeviceConfig(  # an incomplete register map: no mode, no setpoints
+                "raw",
+                "battery",
+                "modbus",
+                host=sim.host,
+                registers=(RegisterSpec("power_w", 1), RegisterSpec("soc_pct", 3)),
+            ),
             DeviceConfig("wh", "water_heater", "modbus", host=sim.host, sunspec=True),
             DeviceConfig("off", "battery", "modbus", host=sim.host, sunspec=True, enabled=False),
         ]
