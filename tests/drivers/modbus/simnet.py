@@ -32,12 +32,14 @@ def transport_for(sim: SunSpecSim, *, timeout_s: float = 0.5) -> ModbusTransport
 
 @contextlib.asynccontextmanager
 async def sim_battery(
-    clock: ManualClock | None = None, **sim_options: Any
+    clock: ManualClock | None = None, *, revert_s: int | None = None, **sim_options: Any
 ) -> AsyncIterator[tuple[SunSpecSim, SunSpecBattery, ManualClock]]:
     clock = clock or ManualClock()
     async with SunSpecSim(clock, **sim_options) as sim:
         transport = transport_for(sim)
-        adapter = SunSpecBattery("battery", transport, clock, confirm_timeout_s=5.0)
+        adapter = SunSpecBattery(
+            "battery", transport, clock, confirm_timeout_s=5.0, revert_s=revert_s
+        )
         try:
             yield sim, adapter, clock
         finally:
