@@ -8,8 +8,9 @@ request, so a jumped ManualClock moves energy and SOC and expires revert timers.
 
 Units:
 
-* :class:`SimPvInverter`: models 1, 103, 120, 123. Output is the clear-sky curve capped by
-  WMaxLimPct (% of WRtg) while WMaxLim_Ena is set; WMaxLimPct_RvrtTms clears WMaxLim_Ena.
+* :class:`SimPvInverter`: models 1, 103, 120, 123 (or 704 instead of 123). Output is the
+  clear-sky curve capped by WMaxLimPct (% of WRtg) while WMaxLim_Ena (704: WMaxLimPctEna) is
+  set; WMaxLimPct_RvrtTms (704: WMaxLimPctRvrtTms) clears it.
 * :class:`SimBatteryInverter` ``variant="124"``: models 1, 103, 120, 124. StorCtl_Mod bit 0
   charges at InWRte % of WChaMax, bit 1 discharges at OutWRte %, both hold; 0 is the unit's own
   (``auto_power_w``). InOutWRte_RvrtTms hands control back (StorCtl_Mod 0).
@@ -239,7 +240,41 @@ class SimPvInverter(SimUnit):
         rated_w: int = 4500,
         lifetime_wh: int = 2_000_000,
         serial: str = "SIMPV0001",
+        limit_model: int = 123,
     ) -> None:
+        if limit_model not in (123, 704):
+            raise ValueError(f"a PV limit is model 123 or 704, not {limit_model!r}")
+        self.limit_model = limit_model
+        controls: ModelSpec
+        if limit_model == 123:
+            controls = (
+                123,
+                {
+                    "Conn": 1,
+                    "WMaxLimPct": 100.0,
+                    "WMaxLimPct_WinTms": 0,
+                    "WMaxLimPct_RvrtTms": 0,
+                    "WMaxLimPct_RmpTms": 0,
+                    "WMaxLim_Ena": 0,
+                    "WMaxLimPct_SF": -1,
+                    "OutPFSet_SF": -3,
+                    "VArPct_SF": 0,
+                },
+                (),
+            )
+        else:
+            controls = (
+                704,
+                {
+                    **_zero_sfs(704, PF_SF=-2, WMaxLimPct_SF=-1, WSetPct_SF=-1),
+                    "WMaxLimPctEna": 0,
+                    "WMaxLimPct": 100.0,
+                    "WMaxLimPctRvrtTms": 0,
+                    "WMaxLimPctRvrtRem": 0,
+                    "WSetEna": 0,
+                },
+                (),
+            )
         image = SimImage(
             [
                 _common("Chisan Sim", "SIM-PV-1", serial, unit_id),
@@ -262,21 +297,7 @@ class SimPvInverter(SimUnit):
                     {**_zero_sfs(120), "DERTyp": 4, "WRtg": rated_w, "VARtg": rated_w},
                     (),
                 ),
-                (
-                    123,
-                    {
-                        "Conn": 1,
-                        "WMaxLimPct": 100.0,
-                        "WMaxLimPct_WinTms": 0,
-                        "WMaxLimPct_RvrtTms": 0,
-                        "WMaxLimPct_RmpTms": 0,
-                        "WMaxLim_Ena": 0,
-                        "WMaxLimPct_SF": -1,
-                        "OutPFSet_SF": -3,
-                        "VArPct_SF": 0,
-                    },
-                    (),
-                ),
+                controls,
             ]
         )
         super().__init__(clock, image, unit_id)
@@ -285,10 +306,16 @@ class SimPvInverter(SimUnit):
         self.publish()
 
     @property
+    def _names(self) -> tuple[str, str, str]:
+        if self.limit_model == 123:
+            return "WMaxLimPct", "WMaxLimPct_RvrtTms", "WMaxLim_Ena"
+        return "WMaxLimPct", "WMaxLimPctRvrtTms", "WMaxLimPctEna"
+
+    @property
     def limit_pct(self) -> float | None:
         """The limit in force (None: none)."""
-        c = self.image.decode(123)
-        if c["WMaxLim_Ena"] != 1:
+        c = self.image.decode(self.limit_model)
+        if c[self._names[2]] != 1:
             return None
         pct = c.number("WMaxLimPct")
         return None if pct is None else float(pct)
@@ -299,7 +326,7 @@ class SimPvInverter(SimUnit):
         return self.rated_w if pct is None else self.rated_w * pct / 100.0
 
     def generation_w(self) -> float:
-        if self.image.decode(123)["Conn"] == 0:
+        if self.limit_model == 123 and self.image.decode(123)["Conn"] == 0:
             return 0.0
         return min(clear_sky_w(self.rated_w, self.clock), self.ceiling_w)
 
@@ -307,25 +334,29 @@ class SimPvInverter(SimUnit):
         self.lifetime_wh += self.generation_w() * seconds / 3600.0
 
     def _validate(self, touched: set[tuple[int, str]]) -> None:
-        c = self.image.decode(123)
-        pct = c.number("WMaxLimPct")
+        c = self.image.decode(self.limit_model)
+        pct_name, _, ena_name = self._names
+        pct = c.number(pct_name)
         if pct is not None and not 0 <= pct <= 100:
-            raise WriteRefused(ILLEGAL_VALUE, f"WMaxLimPct {pct} outside 0..100")
-        if c["WMaxLim_Ena"] not in (0, 1) or c["Conn"] not in (0, 1):
+            raise WriteRefused(ILLEGAL_VALUE, f"{pct_name} {pct} outside 0..100")
+        if c[ena_name] not in (0, 1) or c.get("Conn") not in (0, 1, None):
             raise WriteRefused(ILLEGAL_VALUE, "enable points take 0 or 1")
 
     def _written(self, names: set[str]) -> None:
-        if names & {"WMaxLimPct", "WMaxLimPct_RvrtTms", "WMaxLim_Ena"}:
-            c = self.image.decode(123)
-            enabled = c["WMaxLim_Ena"] == 1
-            rvrt = c.number("WMaxLimPct_RvrtTms")
-            self.arm("WMaxLim", rvrt if enabled else None)
+        if names & set(self._names):
+            c = self.image.decode(self.limit_model)
+            _, rvrt_name, ena_name = self._names
+            enabled = c[ena_name] == 1
+            self.arm("WMaxLim", c.number(rvrt_name) if enabled else None)
 
     def _revert(self, timer: str) -> None:
         if timer == "WMaxLim":
-            self.image.set(123, WMaxLim_Ena=0)
+            self.image.set(self.limit_model, **{self._names[2]: 0})
 
     def publish(self) -> None:
+        if self.limit_model == 704:
+            left = self.timer_remaining("WMaxLim")
+            self.image.set(704, WMaxLimPctRvrtRem=0 if left is None else math.ceil(left))
         w = self.generation_w()
         limited = self.limit_pct is not None and clear_sky_w(self.rated_w, self.clock) > w
         st = 5 if limited else (4 if w > 0 else 2)
