@@ -157,8 +157,9 @@ class SunSpecDevice:
 
     def _once(self, message: str, **fields: Any) -> None:
         """Log a device problem the first time it is seen, not at every poll."""
-        if message not in self._said:
-            self._said.add(message)
+        key = f"{message} {sorted(fields.items())}"
+        if key not in self._said:
+            self._said.add(key)
             self.log.warning(message, **fields)
 
     def _decode(self, decode: Callable[..., _T], *args: Any) -> _T:
