@@ -553,7 +553,10 @@ def _decode_block(
                 sf = outer[p.sf].raw
             else:
                 raise SunSpecError(f"model {model_id}: {p.name} has no scale factor {p.sf}")
-            value = _scaled(raw, sf if isinstance(sf, int) else None)
+            factor = sf if isinstance(sf, int) else None
+            value = _scaled(raw, factor)
+            if factor is not None and factor >= 0 and value is not None:
+                value = int(value)  # whole numbers stay whole (WChaMax 5000, not 5000.0)
         out[prefix + p.name] = PointValue(prefix + p.name, value, p.units, raw)
     return out
 
