@@ -153,7 +153,10 @@ def scan(target: str, unit: int, timeout: float, as_json: bool, verbose: bool) -
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "name", "label", "address", "length", "status")
+    table = Table("model")
+    table.add_column("name", no_wrap=True)
+    for column in ("label", "address", "length", "status"):
+        table.add_column(column)
     for e in chain.entries:
         status = "[red]" + e.problem + "[/red]" if e.problem else ("ok" if e.known else "unknown")
         table.add_row(
@@ -232,7 +235,10 @@ def read(
 
     console = Console()
     console.print(f"model {decoded.model_id} {decoded.name} ({decoded.label})")
-    table = Table("point", "value", "units")
+    table = Table()
+    table.add_column("point", no_wrap=True)
+    table.add_column("value", no_wrap=True)
+    table.add_column("units")
     for name, point in decoded.points.items():
         table.add_row(name, _shown(point.value), point.units or "")
     for i, block in enumerate(decoded.blocks, 1):
