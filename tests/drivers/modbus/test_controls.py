@@ -3,6 +3,8 @@ the state before a command, and installer limits a command does not concern."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from drivers.capabilities import BatteryMode
@@ -142,3 +144,26 @@ async def test_pv_without_limit_model_says_so() -> None:
     assert unit.limit_model == 123
     with pytest.raises(ValueError, match="123 or 704"):
         SimPvInverter(clock, limit_model=122)
+
+
+async def test_dr_pv_limit_reaches_a_modbus_inverter_through_control() -> None:
+    """The control loop finds the SunSpec PV as its PvLimit device and actuates it the way a
+    DR pv_limit command does (watts, then percent, then the end of the command)."""
+    from gateway.control import Control, Running
+    from gateway.interlock import Limits
+    from gateway.interlock.model import Setpoint, SetpointKind
+    from gateway.readings import ReadingsHub
+
+    clock = noon()
+    async with sim_pv(clock, revert_s=300) as (unit, pv):
+        control = Control(Limits(), clock, ReadingsHub(), {"pv": pv})
+        assert control.pv is pv
+        run = Running()
+        limit = Setpoint(SetpointKind.PV_LIMIT, limit_w=1350)
+        await drive(clock, control._actuate("pv", pv, limit, run))
+        assert unit.limit_pct == 30.0
+        run.pv_pct = True
+        await drive(clock, control._actuate("pv", pv, replace(limit, limit_w=50), run))
+        assert unit.limit_pct == 50.0
+        await drive(clock, control._actuate("pv", pv, Setpoint(SetpointKind.NONE), run))
+        assert unit.limit_pct is None
