@@ -282,6 +282,15 @@ def _raw_value(model: DecodedModel, definition: ModelDef, name: str) -> Value:
     return model.get(name)
 
 
+def _saved_values(
+    current: DecodedModel, definition: ModelDef, names: Sequence[str]
+) -> list[tuple[str, Value]]:
+    """The points to write back at the end of a command; not-implemented ones are left alone
+    (writing their sentinel would set them, e.g. a 65535 s timer)."""
+    values = [(n, _raw_value(current, definition, n)) for n in names]
+    return [(n, v) for n, v in values if v is not None]
+
+
 @dataclass
 class _Saved:
     """The device's control points as they were before the gateway's first command."""
@@ -489,7 +498,7 @@ class SunSpecBattery(SunSpecDevice):
     def _save(self, model_id: int, current: DecodedModel, names: Sequence[str]) -> None:
         if self._saved is None or self._saved.model_id != model_id:
             d = MODELS[model_id]
-            self._saved = _Saved(model_id, [(n, _raw_value(current, d, n)) for n in names])
+            self._saved = _Saved(model_id, _saved_values(current, d, names))
 
     def _check_watts(self, mode: BatteryMode, watts: int | None) -> None:
         if watts is not None and (isinstance(watts, bool) or int(watts) != watts or watts <= 0):
@@ -513,7 +522,7 @@ class SunSpecBattery(SunSpecDevice):
             values.append(("OutWRte", _pct(command.rates[o.OUT_W_RTE], current)))
         if o.IN_W_RTE in command.rates:
             values.append(("InWRte", _pct(command.rates[o.IN_W_RTE], current)))
-        if self.revert_s:
+        if self.revert_s and current.raw("InOutWRte_RvrtTms") is not None:
             values.append(("InOutWRte_RvrtTms", self.revert_s))
         values.append(("StorCtl_Mod", command.stor_ctl_mod))
         written = await self.write_points(124, current, values)
@@ -539,7 +548,7 @@ class SunSpecBattery(SunSpecDevice):
             )
         self._save(704, current, _WSET_POINTS)
         values: list[tuple[str, Value]] = [("WSetMod", 1), ("WSet", target)]
-        if self.revert_s:
+        if self.revert_s and current.raw("WSetRvrtTms") is not None:
             values.append(("WSetRvrtTms", self.revert_s))
         values.append(("WSetEna", 1))
         written = await self.write_points(704, current, values)
@@ -695,7 +704,7 @@ class SunSpecPv(SunSpecDevice):
         if self._saved is None:
             d = MODELS[model_id]
             names = (pct_name, rvrt_name, ena_name)
-            self._saved = _Saved(model_id, [(n, _raw_value(current, d, n)) for n in names])
+            self._saved = _Saved(model_id, _saved_values(current, d, names))
         installer = dict(self._saved.values)
         if installer.get(ena_name) == 1:
             theirs = installer.get(pct_name)
@@ -703,7 +712,7 @@ class SunSpecPv(SunSpecDevice):
                 self._once("PV limit kept at the installer's", installer_pct=theirs, asked=pct)
                 pct = float(theirs)
         values: list[tuple[str, Value]] = [(pct_name, pct)]
-        if self.revert_s:
+        if self.revert_s and current.raw(rvrt_name) is not None:
             values.append((rvrt_name, self.revert_s))
         values.append((ena_name, 1))
         written = await self.write_points(model_id, current, values)
