@@ -21,7 +21,7 @@ import contextlib
 import socket
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final, Self, cast
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
@@ -201,7 +201,7 @@ class ModbusSim:
         else:
             self._stall_release.set()
 
-    async def __aenter__(self) -> ModbusSim:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -18,6 +18,7 @@ from drivers.modbus.sunspec import (
     NameplateOffsets,
     StorageOffsets,
     SunSpecError,
+    Value,
     decode_inverter,
     decode_model,
     encode_int16,
@@ -30,7 +31,7 @@ LISTED = [1, 101, 102, 103, 111, 112, 113, 120, 121, 122, 123, 124, 160, 701, 70
 
 def published(model_id: int) -> dict[str, Any]:
     path = files("sunspec2") / "models" / "json" / f"model_{model_id}.json"
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
     return data["group"]
 
 
@@ -151,7 +152,7 @@ def test_every_model_round_trips_with_scale_factors(model_id: int, sf: int) -> N
 @pytest.mark.parametrize("model_id", LISTED)
 def test_every_model_not_implemented_reads_none(model_id: int) -> None:
     d = MODELS[model_id]
-    blocks = [{}] if d.repeating else []
+    blocks: list[dict[str, Value]] = [{}] if d.repeating else []
     decoded = decode_model(model_id, encode_model(model_id, {}, blocks))
     assert all(p.value is None for p in decoded.points.values())
     assert all(p.value is None for b in decoded.blocks for p in b.values())
@@ -199,7 +200,7 @@ def test_units_and_hand_built_words() -> None:
 
 def test_model_160_repeating_modules() -> None:
     values = {"DCA_SF": -2, "DCV_SF": -1, "DCW_SF": 0, "DCWH_SF": 0, "N": 2}
-    modules = [
+    modules: list[dict[str, Value]] = [
         {"ID": 1, "IDStr": "string A", "DCA": 8.25, "DCV": 350.5, "DCW": 2890, "DCWH": 10_000},
         {"ID": 2, "IDStr": "string B", "DCA": 0, "DCV": 12.0, "DCW": 0},
     ]

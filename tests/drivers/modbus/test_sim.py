@@ -158,7 +158,7 @@ def test_pv_curve_is_the_echonet_simulators() -> None:
 
 
 def _scan_with_pysunspec2(port: int, unit: int) -> dict[str, object]:
-    from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
+    from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP  # type: ignore[import-untyped]
 
     device = SunSpecModbusClientDeviceTCP(slave_id=unit, ipaddr="127.0.0.1", ipport=port)
     try:
