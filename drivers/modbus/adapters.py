@@ -580,10 +580,20 @@ class SunSpecBattery(SunSpecDevice):
         return _Command(StorCtl.DISCHARGE, {o.OUT_W_RTE: raw})
 
     async def poll(self) -> dict[str, Measured[Any]]:
-        soc, at = await self._soc()
+        models = await self.models()
+        storage: StorageModel | None = None
+        if 124 in models:  # one read serves SOC, mode and charge source
+            storage, at = await self.storage()
+        if storage is not None and not (802 in models or 713 in models):
+            soc = storage.cha_state_pct
+        else:
+            soc, at = await self._soc()
         ac_w, _ = await self._ac_w()
         power = self._battery_power(ac_w)
-        mode, _ = await self._mode()
+        if storage is not None and not await self.uses_wset():
+            mode = self.mode_of(storage)
+        else:
+            mode, _ = await self._mode()
         ratings = await self.ratings()
         remaining = None
         if soc is not None and ratings.capacity_wh:
@@ -596,8 +606,7 @@ class SunSpecBattery(SunSpecDevice):
             BATTERY_CHARGED_WH: Measured(self.energy.charged_wh, at),
             BATTERY_DISCHARGED_WH: Measured(self.energy.discharged_wh, at),
         }
-        if 124 in await self.models():
-            storage, _ = await self.storage()
+        if storage is not None:
             readings["battery.charge_source"] = Measured(storage.cha_gri_set, at)
         return readings
 

@@ -83,6 +83,10 @@ async def test_der_battery_uses_absolute_watts_and_reverts() -> None:
         assert (c["WSetEna"], c["WSet"], c["WSetRvrtTms"]) == (0, -300, 0)
         ratings = await battery.ratings()
         assert (ratings.max_charge_w, ratings.capacity_wh) == (5000, 9800)
+        readings = {k: m.value for k, m in (await battery.poll()).items()}
+        assert readings["battery.mode"] == "auto" and readings["battery.power_w"] == 0
+        assert readings["battery.remaining_wh"] == round(9800 * readings["battery.soc_pct"] / 100)
+        assert "battery.charge_source" not in readings  # a 124-only point
         assert (await battery.soc_pct()).value == pytest.approx(50.0, abs=0.5)
         with pytest.raises(ModbusSetpointError, match="rating"):
             await battery.charge(6000)
