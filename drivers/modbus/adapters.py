@@ -291,6 +291,12 @@ def _saved_values(
     return [(n, v) for n, v in values if v is not None]
 
 
+def _restore_order(values: list[tuple[str, Value]]) -> list[tuple[str, Value]]:
+    """Saved points are listed values first, enable last (the order a command writes them);
+    a restore goes the other way, so the gateway's command ends with the first write."""
+    return list(reversed(values))
+
+
 @dataclass
 class _Saved:
     """The device's control points as they were before the gateway's first command."""
@@ -489,7 +495,7 @@ class SunSpecBattery(SunSpecDevice):
             off = ("WSetEna", 0) if model_id == 704 else ("StorCtl_Mod", 0)
             values: list[tuple[str, Value]] = [off]
         else:
-            values = saved.values
+            values = _restore_order(saved.values)
         written = await self.write_points(model_id, current, values)
         self._saved = None
         self.log.info("battery mode set", mode=BatteryMode.AUTO.value, restored=dict(values))
@@ -534,6 +540,7 @@ class SunSpecBattery(SunSpecDevice):
         current, _ = await self.model(704)
         ratings = await self.ratings()
         target = 0
+        top: int | None = None
         if mode is BatteryMode.CHARGE:
             assert watts is not None
             top = ratings.max_charge_w
@@ -704,7 +711,7 @@ class SunSpecPv(SunSpecDevice):
         if pct is None:
             if self._saved is None:
                 return  # no limit of ours in force: the installer's settings stay as they are
-            saved = self._saved.values
+            saved = _restore_order(self._saved.values)
             written = await self.write_points(model_id, current, saved)
             self._saved = None
             self.log.info("PV limit ended", restored=dict(saved))
