@@ -12,42 +12,55 @@ capability layer's "no data", never zero.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
+
+from drivers.modbus.models import MODELS, ModelDef, PointDef, PointType
 
 __all__ = [
     "BASE_ADDRESSES",
     "END_MODEL_ID",
     "INVERTER_MODELS",
     "MARKER",
+    "ChainEntry",
     "CommonModel",
+    "DecodedModel",
     "InverterModel",
     "InverterOffsets",
     "ModelHeader",
     "NameplateModel",
     "NameplateOffsets",
+    "PointValue",
     "StorCtl",
     "StorageModel",
     "StorageOffsets",
     "SunSpecError",
     "decode_common",
     "decode_inverter",
+    "decode_model",
     "decode_nameplate",
     "decode_storage",
     "encode_acc32",
     "encode_int16",
+    "encode_model",
+    "encode_point",
     "encode_scaled",
     "encode_string",
     "has_marker",
     "header_at",
+    "model_problem",
     "parse_chain",
 ]
 
 MARKER: Final = (0x5375, 0x6E53)  # "SunS"
 BASE_ADDRESSES: Final = (40000, 0, 50000)  # 40000 first: by far the most common
 END_MODEL_ID: Final = 0xFFFF
-INVERTER_MODELS: Final = (101, 102, 103)
+INVERTER_MODELS: Final = (101, 102, 103, 111, 112, 113)
+"""Integer + scale factor inverters first, then the float ones: a device with both is read
+through the former, which every SunSpec client supports."""
 
 _NI_UINT16: Final = 0xFFFF
 _NI_INT16: Final = 0x8000
@@ -268,8 +281,23 @@ class InverterModel:
 
 
 def decode_inverter(model_id: int, words: Sequence[int]) -> InverterModel:
+    """Models 101-103 (integers + scale factors) or 111-113 (float32): the same readings."""
     if model_id not in INVERTER_MODELS:
-        raise SunSpecError(f"model {model_id} is not an inverter model 101-103")
+        raise SunSpecError(f"model {model_id} is not an inverter model 101-103 or 111-113")
+    if model_id >= 111:
+        m = decode_model(model_id, words)
+        status_raw = m.raw("St")
+        status_code = status_raw if isinstance(status_raw, int) else None
+        wh_value = m.number("WH")
+        w_value, dc_value = m.number("W"), m.number("DCW")
+        return InverterModel(
+            model_id=model_id,
+            w=None if w_value is None else float(w_value),
+            wh=None if wh_value is None else int(wh_value),
+            dc_w=None if dc_value is None else float(dc_value),
+            status=None if status_code is None else INVERTER_STATUS.get(status_code, "other"),
+            status_code=status_code,
+        )
     o = InverterOffsets
     _check_words(words, o.LENGTH, f"model {model_id}")
     wh = _scaled(_acc32(words[o.WH], words[o.WH + 1]), _sf(words[o.WH_SF], "WH_SF"))
@@ -403,3 +431,297 @@ def decode_storage(words: Sequence[int]) -> StorageModel:
         w_cha_max_sf=w_sf,
         in_out_w_rte_sf=rte_sf,
     )
+
+
+# ---------------------------------------------------------------------- table-driven codec
+
+Value = float | int | str | None
+_NI_WORDS: Final[dict[PointType, int]] = {
+    PointType.UINT16: 0xFFFF,
+    PointType.ENUM16: 0xFFFF,
+    PointType.BITFIELD16: 0xFFFF,
+    PointType.COUNT: 0xFFFF,
+    PointType.INT16: 0x8000,
+    PointType.SUNSSF: 0x8000,
+    PointType.ACC16: 0,
+    PointType.PAD: 0x8000,
+    PointType.UINT32: 0xFFFFFFFF,
+    PointType.ENUM32: 0xFFFFFFFF,
+    PointType.BITFIELD32: 0xFFFFFFFF,
+    PointType.INT32: 0x80000000,
+    PointType.ACC32: 0,
+    PointType.FLOAT32: 0x7FC00000,
+    PointType.UINT64: 0xFFFFFFFFFFFFFFFF,
+    PointType.INT64: 0x8000000000000000,
+    PointType.ACC64: 0,
+}
+_SIGNED: Final = frozenset({PointType.INT16, PointType.SUNSSF, PointType.INT32, PointType.INT64})
+_ACCUMULATORS: Final = frozenset({PointType.ACC16, PointType.ACC32, PointType.ACC64})
+
+
+@dataclass(frozen=True)
+class PointValue:
+    """A decoded point: ``value`` is scaled (None = not implemented, or no scale factor)."""
+
+    name: str
+    value: Value
+    units: str | None
+    raw: int | float | str | None
+
+
+@dataclass(frozen=True)
+class DecodedModel:
+    """Every point of one model by its SunSpec name; once-only groups as ``Group.Point``,
+    repeating blocks (model 160's modules) in ``blocks``."""
+
+    model_id: int
+    name: str
+    label: str
+    points: dict[str, PointValue]
+    blocks: list[dict[str, PointValue]] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Value:
+        return self.points[name].value
+
+    def get(self, name: str) -> Value:
+        point = self.points.get(name)
+        return None if point is None else point.value
+
+    def raw(self, name: str) -> int | float | str | None:
+        point = self.points.get(name)
+        return None if point is None else point.raw
+
+    def number(self, name: str) -> float | int | None:
+        """A numeric point's value (None if absent, not implemented or not a number)."""
+        value = self.get(name)
+        return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _join(words: Sequence[int]) -> int:
+    raw = 0
+    for w in words:
+        raw = (raw << 16) | w
+    return raw
+
+
+def _decode_raw(point: PointDef, words: Sequence[int]) -> int | float | str | None:
+    """A point's unscaled value; None for the type's "not implemented" code."""
+    t = point.type
+    if t is PointType.STRING:
+        return _string(words)
+    raw = _join(words)
+    if t is PointType.FLOAT32:
+        value: float = struct.unpack(">f", raw.to_bytes(4, "big"))[0]
+        return value if math.isfinite(value) else None
+    if raw == _NI_WORDS[t]:
+        return None
+    if t in _ACCUMULATORS and raw == (1 << (16 * point.size)) - 1:
+        return None  # all ones: some devices use it for accumulators too
+    if t in _SIGNED and raw >> (16 * point.size - 1):
+        raw -= 1 << (16 * point.size)
+    if t is PointType.SUNSSF and not -_MAX_SF <= raw <= _MAX_SF:
+        raise SunSpecError(f"{point.name}: scale factor {raw} outside -10..10")
+    return raw
+
+
+def _decode_block(
+    model_id: int,
+    points: Sequence[PointDef],
+    words: Sequence[int],
+    start: int,
+    prefix: str,
+    outer: Mapping[str, PointValue],
+) -> dict[str, PointValue]:
+    raws: dict[str, int | float | str | None] = {}
+    for p in points:
+        if p.type is PointType.PAD:
+            continue
+        at = start + p.offset
+        raws[p.name] = (
+            _decode_raw(p, words[at : at + p.size]) if at + p.size <= len(words) else None
+        )
+    out: dict[str, PointValue] = {}
+    for p in points:
+        if p.type is PointType.PAD:
+            continue
+        raw = raws[p.name]
+        value: Value = raw
+        if p.sf is not None and isinstance(raw, int):
+            if p.sf in raws:
+                sf = raws[p.sf]
+            elif p.sf in outer:
+                sf = outer[p.sf].raw
+            else:
+                raise SunSpecError(f"model {model_id}: {p.name} has no scale factor {p.sf}")
+            factor = sf if isinstance(sf, int) else None
+            value = _scaled(raw, factor)
+            if factor is not None and factor >= 0 and value is not None:
+                value = int(value)  # whole numbers stay whole (WChaMax 5000, not 5000.0)
+        out[prefix + p.name] = PointValue(prefix + p.name, value, p.units, raw)
+    return out
+
+
+def model_problem(model_id: int, length: int) -> str | None:
+    """Why a known model of ``length`` registers cannot be decoded (None: it can).
+
+    Shorter than its points (a trailing pad may be missing), or a repeating block that does
+    not fit a whole number of times: both mean a broken model that discovery skips.
+    """
+    d = MODELS.get(model_id)
+    if d is None:
+        return None
+    need = d.fixed_length
+    tail = d.points[-1] if d.points and not d.repeating and not d.groups else None
+    if tail is not None and tail.type is PointType.PAD:
+        need -= tail.size
+    if length < need:
+        return f"model {model_id} has {length} registers, needs {need}"
+    block = d.repeating
+    if block is not None and (length - d.fixed_length) % block.length:
+        return (
+            f"model {model_id}: {length - d.fixed_length} registers after the fixed points "
+            f"are not whole {block.name} blocks of {block.length}"
+        )
+    return None
+
+
+def decode_model(model_id: int, words: Sequence[int]) -> DecodedModel:
+    """Decode one model (its L registers after the header) by its table."""
+    d = MODELS.get(model_id)
+    if d is None:
+        raise SunSpecError(f"model {model_id} is not known to this gateway")
+    _check_words(words, len(words), f"model {model_id}")
+    problem = model_problem(model_id, len(words))
+    if problem is not None:
+        raise SunSpecError(problem)
+    points = _decode_block(model_id, d.points, words, 0, "", {})
+    at = sum(p.size for p in d.points)
+    blocks: list[dict[str, PointValue]] = []
+    for group in d.groups:
+        if group.count is None:
+            points.update(
+                _decode_block(model_id, group.points, words, at, f"{group.name}.", points)
+            )
+            at += group.length
+    block = d.repeating
+    if block is not None:
+        while at + block.length <= len(words):
+            blocks.append(_decode_block(model_id, block.points, words, at, "", points))
+            at += block.length
+    return DecodedModel(model_id, d.name, d.label, points, blocks)
+
+
+def encode_point(point: PointDef, value: Value, sf: int | None = None) -> list[int]:
+    """The registers of one point holding ``value`` (None: the not-implemented code).
+
+    Scaled points need their scale factor ``sf``; a value that does not fit, or that would
+    encode as the not-implemented code, is refused.
+    """
+    t, n = point.type, point.size
+    if value is None:
+        if t is PointType.STRING:
+            return [0] * n
+        code = _NI_WORDS[t]
+        return [(code >> (16 * (n - 1 - i))) & 0xFFFF for i in range(n)]
+    if t is PointType.STRING:
+        if not isinstance(value, str):
+            raise SunSpecError(f"{point.name}: a string point needs text, got {value!r}")
+        return encode_string(value, n)
+    if isinstance(value, str | bool):
+        raise SunSpecError(f"{point.name}: {value!r} is not a number")
+    if t is PointType.FLOAT32:
+        bits = int.from_bytes(struct.pack(">f", float(value)), "big")
+        return [bits >> 16, bits & 0xFFFF]
+    if point.sf is not None:
+        if sf is None:
+            raise SunSpecError(f"{point.name}: no scale factor {point.sf} to encode with")
+        raw = round(value / 10.0**sf)
+    else:
+        if value != int(value):
+            raise SunSpecError(f"{point.name}: {value!r} is not an integer")
+        raw = int(value)
+    bits = 16 * n
+    if t in _SIGNED:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << bits) - 1
+    if not lo <= raw <= hi:
+        raise SunSpecError(f"{point.name}: {value!r} does not fit in {t.value}")
+    raw &= (1 << bits) - 1
+    if raw == _NI_WORDS[t] and t is not PointType.SUNSSF:
+        raise SunSpecError(f"{point.name}: {value!r} would read back as not implemented")
+    if t is PointType.SUNSSF and not -_MAX_SF <= value <= _MAX_SF:
+        raise SunSpecError(f"{point.name}: scale factor {value} outside -10..10")
+    return [(raw >> (16 * (n - 1 - i))) & 0xFFFF for i in range(n)]
+
+
+def _encode_block(
+    points: Sequence[PointDef], values: Mapping[str, Value], outer: Mapping[str, Value]
+) -> list[int]:
+    words: list[int] = []
+    for p in points:
+        sf: int | None = None
+        if p.sf is not None:
+            given = values.get(p.sf, outer.get(p.sf))
+            sf = given if isinstance(given, int) else None
+        words += encode_point(p, values.get(p.name), sf)
+    return words
+
+
+def encode_model(
+    model_id: int,
+    values: Mapping[str, Value],
+    blocks: Sequence[Mapping[str, Value]] = (),
+) -> list[int]:
+    """The L registers of a model from point values by SunSpec name (the simulator's side of
+    :func:`decode_model`); points not given read as not implemented."""
+    d = MODELS.get(model_id)
+    if d is None:
+        raise SunSpecError(f"model {model_id} is not known to this gateway")
+    known = {p.name for p in d.points} | {
+        f"{g.name}.{p.name}" for g in d.groups if g.count is None for p in g.points
+    }
+    unknown = set(values) - known
+    if unknown:
+        raise SunSpecError(f"model {model_id} has no point {', '.join(sorted(unknown))}")
+    words = _encode_block(d.points, values, {})
+    for group in d.groups:
+        if group.count is None:
+            prefix = f"{group.name}."
+            inner = {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+            words += _encode_block(group.points, inner, values)
+    if blocks and d.repeating is None:
+        raise SunSpecError(f"model {model_id} has no repeating block")
+    for block in blocks:
+        assert d.repeating is not None
+        words += _encode_block(d.repeating.points, block, values)
+    return words
+
+
+# -------------------------------------------------------------------------- chain walking
+
+
+@dataclass(frozen=True)
+class ChainEntry:
+    """A model found while walking the chain, usable or not."""
+
+    header: ModelHeader
+    problem: str | None = None
+
+    @property
+    def model_id(self) -> int:
+        return self.header.model_id
+
+    @property
+    def known(self) -> bool:
+        return self.header.model_id in MODELS
+
+    @property
+    def name(self) -> str:
+        d: ModelDef | None = MODELS.get(self.header.model_id)
+        return d.name if d is not None else "unknown"
+
+    @property
+    def label(self) -> str:
+        d = MODELS.get(self.header.model_id)
+        return d.label if d is not None else ""

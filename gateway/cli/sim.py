@@ -1,4 +1,4 @@
-"""``chisan sim``: simulated peers (ECHONET node, Wi-SUN module with smart meter).
+"""``chisan sim``: simulated peers (ECHONET node, Wi-SUN module with smart meter, Modbus).
 
 The simulators are part of the product: installers train on them, the demo and the tests use
 them. Each protocol module attaches its own subcommand to :data:`sim`.
@@ -11,7 +11,7 @@ import click
 
 @click.group("sim")
 def sim() -> None:
-    """Run simulated devices (ECHONET node, B-route Wi-SUN module and meter)."""
+    """Run simulated devices (ECHONET node, B-route Wi-SUN module and meter, SunSpec Modbus)."""
 
 
 COMMANDS = [sim]

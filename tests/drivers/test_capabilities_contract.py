@@ -24,6 +24,8 @@ from drivers.capabilities import (
     BatteryState,
     DeviceError,
     Measured,
+    PvLimit,
+    PvState,
 )
 from gateway.clock import ManualClock
 
@@ -107,10 +109,25 @@ async def modbus_map_battery() -> AsyncIterator[BatteryHarness]:
             await adapter.transport.close()
 
 
+@contextlib.asynccontextmanager
+async def modbus_der_battery() -> AsyncIterator[BatteryHarness]:
+    """A SunSpec battery with the DER models (701/702/704/713/802): absolute-watt WSet."""
+    from tests.drivers.modbus.simnet import drive, sim_battery
+
+    clock = ManualClock()
+    async with sim_battery(clock, variant="802", soc_pct=50, capacity_wh=9800) as (_, adapter, _):
+
+        async def settle(aw: Awaitable[Any]) -> Any:
+            return await drive(clock, aw)
+
+        yield BatteryHarness(adapter, clock, settle, capacity_wh=9800)
+
+
 HARNESSES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[BatteryHarness]]] = {
     "echonet": echonet_battery,
     "modbus": modbus_battery,
     "modbus-map": modbus_map_battery,
+    "modbus-802": modbus_der_battery,
 }
 
 
@@ -201,3 +218,88 @@ async def test_non_positive_setpoints_are_refused(battery: BatteryHarness) -> No
             with pytest.raises(DeviceError):
                 await command(watts)
     assert (await battery.adapter.mode()).value is not BatteryMode.CHARGE
+
+
+# ------------------------------------------------------------------------------------------ PV
+
+
+@dataclass
+class PvHarness:
+    adapter: Any
+    clock: ManualClock
+    settle: Callable[[Awaitable[Any]], Awaitable[Any]]
+    rated_w: int
+
+
+@contextlib.asynccontextmanager
+async def echonet_pv() -> AsyncIterator[PvHarness]:
+    from drivers.echonet.adapters import EchonetPv
+    from drivers.echonet.sim import SimNode
+    from tests.drivers.echonet.netsim import gateway_transport
+    from tests.support.clock import drive
+
+    clock = ManualClock()
+    clock.set(clock.now().replace(hour=12))
+    sim = SimNode("127.0.1.31", devices=("pv",), clock=clock, pv_rated_w=4500)
+    async with sim, gateway_transport(clock) as transport:
+        adapter = EchonetPv("pv", sim.bind, "027901", transport, clock)
+
+        async def settle(aw: Awaitable[Any]) -> Any:
+            return await drive(clock, aw)
+
+        yield PvHarness(adapter, clock, settle, rated_w=4500)
+
+
+@contextlib.asynccontextmanager
+async def modbus_pv() -> AsyncIterator[PvHarness]:
+    from tests.drivers.modbus.simnet import drive, sim_pv
+
+    clock = ManualClock()
+    clock.set(clock.now().replace(hour=12))
+    async with sim_pv(clock, rated_w=4500) as (_, adapter):
+
+        async def settle(aw: Awaitable[Any]) -> Any:
+            return await drive(clock, aw)
+
+        yield PvHarness(adapter, clock, settle, rated_w=4500)
+
+
+PV_HARNESSES: dict[str, Callable[[], contextlib.AbstractAsyncContextManager[PvHarness]]] = {
+    "echonet": echonet_pv,
+    "modbus": modbus_pv,
+}
+
+
+@pytest.fixture(params=sorted(PV_HARNESSES))
+async def pv(request: pytest.FixtureRequest) -> AsyncIterator[PvHarness]:
+    async with PV_HARNESSES[request.param]() as harness:
+        yield harness
+
+
+async def test_pv_implements_the_pv_protocols(pv: PvHarness) -> None:
+    assert isinstance(pv.adapter, PvState) and isinstance(pv.adapter, PvLimit)
+    measured = await pv.adapter.generation_w()
+    assert measured.at == pv.clock.now()
+    assert measured.value == pytest.approx(pv.rated_w * 0.85, abs=1)  # clear-sky noon
+
+
+async def test_pv_limits_cap_generation_and_lift(pv: PvHarness) -> None:
+    adapter = pv.adapter
+    await pv.settle(adapter.limit_pct(40))
+    assert (await adapter.generation_w()).value == pytest.approx(pv.rated_w * 0.4, abs=1)
+    await pv.settle(adapter.limit_pct(None))
+    await pv.settle(adapter.limit_w(1000))
+    assert (await adapter.generation_w()).value == pytest.approx(1000, abs=1)
+    start = (await adapter.generated_wh()).value
+    pv.clock.advance(1800)
+    end = (await adapter.generated_wh()).value
+    assert start is not None and end is not None and end - start == pytest.approx(500, abs=2)
+    await pv.settle(adapter.limit_w(None))
+    await pv.settle(adapter.limit_pct(None))
+    assert (await adapter.generation_w()).value > pv.rated_w * 0.8  # half an hour after noon
+
+
+async def test_pv_bad_limits_are_refused(pv: PvHarness) -> None:
+    for bad in (-1, 101):
+        with pytest.raises(DeviceError):
+            await pv.adapter.limit_pct(bad)

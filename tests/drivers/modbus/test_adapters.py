@@ -33,7 +33,8 @@ from tests.drivers.modbus.simnet import drive, sim_battery, transport_for
 
 
 def storage_reg(sim: SunSpecSim, offset: int) -> int:
-    return sim._regs[sim.layout.storage + offset]
+    image = sim.battery.image
+    return image.words[image.spans[124].start + offset]
 
 
 async def test_discovery_and_common_model() -> None:
@@ -78,7 +79,7 @@ async def test_soc_follows_the_clock_and_stops_when_full() -> None:
         clock.advance(3600)
         assert (await battery.soc_pct()).value == 100.0
         assert (await battery.power_w()).value == 0
-        assert sim.charged_wh == pytest.approx(500, abs=20)
+        assert sim.battery.charged_wh == pytest.approx(500, abs=20)
 
 
 async def test_setpoint_above_wchamax_or_not_positive_is_refused() -> None:
@@ -93,7 +94,7 @@ async def test_setpoint_above_wchamax_or_not_positive_is_refused() -> None:
 
 async def test_device_that_does_not_follow_is_reported() -> None:
     async with sim_battery() as (sim, battery, clock):
-        sim.follow = False
+        sim.battery.follow = False
         with pytest.raises(ModbusNotFollowing, match="charge") as info:
             await drive(clock, battery.charge(1000))
         assert info.value.device == "battery"
@@ -123,7 +124,7 @@ async def test_unreachable_device_is_a_device_error() -> None:
 async def test_illegal_writes_are_refused() -> None:
     async with sim_battery() as (sim, battery, _):
         with pytest.raises(ModbusRefused):
-            await battery.transport.write(sim.base + sim.layout.inverter, [1])
+            await battery.transport.write(sim.base + sim.battery.image.spans[103].start, [1])
 
 
 async def test_not_sunspec_is_a_protocol_error() -> None:
@@ -139,7 +140,7 @@ async def test_not_sunspec_is_a_protocol_error() -> None:
 async def test_pv_adapter_reads_the_inverter_model() -> None:
     clock = ManualClock()
     async with SunSpecSim(clock) as sim:
-        sim.auto_power_w = -3000.0  # the inverter delivers 3 kW to AC
+        sim.battery.auto_power_w = -3000.0  # the inverter delivers 3 kW to AC
         transport = transport_for(sim)
         pv = SunSpecPv("pv", transport, clock)
         assert isinstance(pv, PvState)
