@@ -42,7 +42,8 @@ from drivers.broute.sim import (  # noqa: E402
     PtyEmulator,
 )
 from drivers.echonet.sim import SimNode  # noqa: E402
-from drivers.modbus.sim import SunSpecSim  # noqa: E402
+from drivers.modbus.sim import ModbusSim  # noqa: E402
+from drivers.modbus.simdevices import SimPvInverter  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from tests.support.backend import FakeBackend  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
@@ -159,7 +160,7 @@ async def home(folder: Path) -> AsyncIterator[Path]:
         async with (
             PtyEmulator(module, MeterModelConfig(), clock) as emu,
             node,
-            SunSpecSim(clock) as inverter,
+            ModbusSim(clock, [SimPvInverter(clock, unit_id=1)]) as inverter,
             FakeBackend(broker.port),
         ):
             cfg = folder / "chisan.toml"
