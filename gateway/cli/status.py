@@ -93,7 +93,10 @@ def _state_table(reply: dict[str, Any]) -> Table:
     failsafe = bool(reply.get("failsafe"))
     table.add_row(
         "fail-safe",
-        Text("ACTIVE: remote commands held" if failsafe else "off", "red" if failsafe else "green"),
+        Text(
+            "ACTIVE: meter data not fresh, battery left in auto" if failsafe else "off",
+            "red" if failsafe else "green",
+        ),
     )
     override = reply.get("override")
     table.add_row(

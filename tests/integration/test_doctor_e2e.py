@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import jsonschema
+
 from drivers.broute.sim import (
     DEFAULT_PASSWORD,
     DEFAULT_RBID,
@@ -24,7 +26,7 @@ from drivers.echonet.sim import SimNode
 from gateway.clock import JST, AcceleratedClock, SystemClock
 from gateway.demo import DEMO_CONFIG
 from gateway.doctor import CheckResult, Doctor, DoctorOptions, Verdict
-from tests.conftest import venv_bin
+from tests.conftest import REPO, venv_bin
 from tests.support.home import simulated_home
 from tests.support.mosquitto import Mosquitto, free_port
 
@@ -201,6 +203,8 @@ async def test_doctor_uses_the_running_daemons_view(tmp_path: Path, mosquitto: M
                 await asyncio.sleep(0.05)
         doctor = Doctor(home.cfg_path, SYNCED)
         results = by_name(await doctor.run())
+        await home.backend.wait_for(lambda: home.backend.of("doctor"), timeout=10)
+        published = home.backend.of("doctor")[0]
     assert doctor.daemon_running
     assert results["daemon"].verdict is Verdict.PASS
     # The daemon holds the port exclusively: probing it would have failed as "busy".
@@ -211,3 +215,5 @@ async def test_doctor_uses_the_running_daemons_view(tmp_path: Path, mosquitto: M
     assert results["test_publish"].verdict is Verdict.PASS
     assert results["store"].verdict is Verdict.PASS and "chain verified" in results["store"].detail
     assert doctor.ok
+    doc = json.loads((REPO / "docs" / "schemas" / "doctor.schema.json").read_text())
+    jsonschema.validators.validator_for(doc)(doc).validate(published)
