@@ -738,14 +738,21 @@ class Doctor:
         import aiomqtt
 
         client = self._mqtt_client()
+        step = (
+            "check mqtt.username / mqtt.password_file or the client certificate, and that "
+            "the broker's ACL knows this site"
+        )
+        # A broker that drops a refused client without a CONNACK leaves the client waiting:
+        # give up before the check's own limit so the row says why.
+        limit = max(1.0, min(10.0, self.options.check_timeout_s - 2))
         try:
-            async with client:
+            async with asyncio.timeout(limit), client:
                 pass
         except aiomqtt.MqttError as exc:
+            raise Failed(f"the broker refused the session: {exc}", step) from None
+        except TimeoutError:
             raise Failed(
-                f"the broker refused the session: {exc}",
-                "check mqtt.username / mqtt.password_file or the client certificate, and that "
-                "the broker's ACL knows this site",
+                f"no CONNACK within {limit:g} s: the broker dropped the connection", step
             ) from None
         assert self.cfg is not None
         return Outcome(f"MQTT {self.cfg.mqtt.protocol} session accepted")

@@ -23,6 +23,7 @@ from drivers.broute.sim import (
     PtyEmulator,
 )
 from drivers.echonet.sim import SimNode
+from drivers.modbus.sim import SunSpecSim
 from gateway.clock import JST, AcceleratedClock, SystemClock
 from gateway.demo import DEMO_CONFIG
 from gateway.doctor import CheckResult, Doctor, DoctorOptions, Verdict
@@ -76,8 +77,12 @@ def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
 
 
 async def test_doctor_passes_on_a_working_home(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    async with bench(tmp_path) as b:
-        doctor = Doctor(b.config(mosquitto.port), SYNCED)
+    async with bench(tmp_path) as b, SunSpecSim(SystemClock(), soc_pct=71) as sunspec:
+        modbus = (
+            f'\n[[device]]\nname = "inverter"\nkind = "battery"\nprotocol = "modbus"\n'
+            f'host = "127.0.0.1"\nport = {sunspec.port}\nsunspec = true\n'
+        )
+        doctor = Doctor(b.config(mosquitto.port, lambda t: t + modbus), SYNCED)
         results = by_name(await doctor.run())
     bad = {n: (r.verdict, r.detail) for n, r in results.items() if r.verdict is not Verdict.PASS}
     assert bad == {"device:ecocute": (Verdict.SKIP, "enabled = false")}
@@ -92,6 +97,9 @@ async def test_doctor_passes_on_a_working_home(tmp_path: Path, mosquitto: Mosqui
     assert battery["soc_pct"] == 62 and battery["reverse_flow_ok"] is True
     assert battery["capacity_wh"] == 9800
     assert results["device:pv"].data["fit_contract"] == "non_fit"
+    inverter = results["device:inverter"].data
+    assert 124 in inverter["models"] and inverter["soc_pct"] == 71
+    assert inverter["capacity_wh"] == 9800
     assert "received it back" in results["test_publish"].detail
     assert "not created yet" in results["store"].detail
     assert all(r.seconds < 30 for r in results.values())
@@ -217,3 +225,56 @@ async def test_doctor_uses_the_running_daemons_view(tmp_path: Path, mosquitto: M
     assert doctor.ok
     doc = json.loads((REPO / "docs" / "schemas" / "doctor.schema.json").read_text())
     jsonschema.validators.validator_for(doc)(doc).validate(published)
+
+
+async def test_broker_tls_checks(tmp_path: Path) -> None:
+    """mqtts:// against a mosquitto that requires client certificates: trusted, wrong CA, and
+    no client certificate each end at the right row."""
+    from tests.integration.test_uplink_tls import write_pki
+
+    pki = write_pki(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong_ca = write_pki(other)["ca"]
+    port = free_port()
+    broker = Mosquitto(tmp_path / "broker", port)
+    broker.conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"cafile {pki['ca']}\ncertfile {pki['server_cert']}\nkeyfile {pki['server_key']}\n"
+        "require_certificate true\nuse_identity_as_username true\n"
+        + ("user root\n" if os.geteuid() == 0 else "")
+    )
+    broker.start()
+
+    def config(ca: Path, client_cert: bool) -> Path:
+        lines = [
+            '[site]\nid = "sg-0001"\nfit = false\n',
+            f'[mqtt]\nurl = "mqtts://127.0.0.1:{port}"\nca_file = "{ca}"',
+        ]
+        if client_cert:
+            lines.append(f'cert_file = "{pki["client_cert"]}"\nkey_file = "{pki["client_key"]}"')
+        lines.append(f'\n[store]\npath = "{tmp_path / "chisan.db"}"\n')
+        path = tmp_path / "chisan.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    try:
+        good = by_name(await Doctor(config(pki["ca"], True), SYNCED).run())
+        untrusted = by_name(await Doctor(config(wrong_ca, True), SYNCED).run())
+        quick = DoctorOptions(check_timeout_s=4, check_clock=lambda: True)
+        anonymous = by_name(await Doctor(config(pki["ca"], False), quick).run())
+    finally:
+        broker.stop()
+    assert good["config"].verdict is Verdict.WARN  # no [broute]: said, not fatal
+    for name in ("broker", "broker_tls", "mqtt_session", "test_publish"):
+        assert good[name].verdict is Verdict.PASS, (name, good[name].detail)
+    assert "certificate verified, with client certificate" in good["broker_tls"].detail
+    assert untrusted["broker_tls"].verdict is Verdict.FAIL
+    assert "not trusted" in untrusted["broker_tls"].detail
+    step = untrusted["broker_tls"].next_step
+    assert step is not None and "mqtt.ca_file" in step
+    assert untrusted["mqtt_session"].detail == "broker_tls failed"
+    assert anonymous["mqtt_session"].verdict is Verdict.FAIL
+    step = anonymous["mqtt_session"].next_step
+    assert step is not None and "client certificate" in step
+    assert anonymous["test_publish"].verdict is Verdict.SKIP
