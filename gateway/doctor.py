@@ -276,6 +276,13 @@ class Doctor:
                 {"running": False},
             )
         self.daemon_running = True
+        if not reply.get("ok"):
+            return Outcome(
+                f"running, but its status failed: {reply.get('error')}",
+                Verdict.WARN,
+                "see journalctl -u chisan; the meter and devices are not checked meanwhile",
+                {"running": True},
+            )
         self.daemon = reply
         return Outcome(
             f"running (chisan {reply.get('version')}): meter and devices are taken from its view",

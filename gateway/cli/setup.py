@@ -15,6 +15,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,20 +38,24 @@ def _checked(check: Callable[[str], str]) -> Callable[[str], str]:
     return proc
 
 
-def _need(
-    value: T | None,
-    flag: str,
-    prompt: str,
-    interactive: bool,
-    missing: list[str],
-    ask: Callable[[], T],
-) -> T | None:
-    if value is not None:
-        return value
-    if interactive:
-        return ask()
-    missing.append(f"{flag} ({prompt})")
-    return None
+@dataclass
+class Asker:
+    """Takes each answer from its flag, else asks (interactive), else notes it as missing."""
+
+    interactive: bool
+    missing: list[str] = field(default_factory=list)
+
+    def need(self, value: T | None, flag: str, what: str, ask: Callable[[], T]) -> T | None:
+        if value is not None:
+            return value
+        if self.interactive:
+            return ask()
+        self.missing.append(f"{flag} ({what})")
+        return None
+
+    def stop_if_missing(self) -> None:
+        if self.missing:
+            fail("missing answers with --yes: " + ", ".join(self.missing), 2)
 
 
 @click.command("setup")
@@ -154,7 +159,7 @@ def setup(
             2,
         )
     interactive = not yes
-    missing: list[str] = []
+    asker = Asker(interactive)
     try:
         site = installer.check_site(site) if site else None
         broker = installer.check_broker(broker) if broker else None
@@ -164,22 +169,19 @@ def setup(
         fail(str(exc), 2)
     password = _password_from_flags(broute_password_file, broute_password_stdin)
 
-    site = _need(
+    # Everything only a person knows is asked first; discovery then runs unattended.
+    site = asker.need(
         site,
         "--site",
         "site id",
-        interactive,
-        missing,
         lambda: click.prompt(
             "Site id (from the market operator)", value_proc=_checked(installer.check_site)
         ),
     )
-    broker = _need(
+    broker = asker.need(
         broker,
         "--broker",
         "broker URL",
-        interactive,
-        missing,
         lambda: click.prompt(
             "Broker URL",
             default="mqtts://broker.example.jp:8883",
@@ -187,30 +189,42 @@ def setup(
         ),
     )
     if broker and broker.startswith("mqtts://") and ca_file is None:
-        ca_file = _need(
+        ca_file = asker.need(
             None,
             "--ca-file",
             "broker CA for mqtts://",
-            interactive,
-            missing,
             lambda: Path(click.prompt("Broker CA certificate file (PEM)")),
         )
     if serial is None:
-        found_ports = installer.serial_candidates()
-        if len(found_ports) == 1 or (found_ports and not interactive):
-            serial = found_ports[0]
-        serial = _need(
+        ports = installer.serial_candidates()
+        if len(ports) == 1 or (ports and not interactive):
+            serial = ports[0]
+        serial = asker.need(
             serial,
             "--serial",
             "Wi-SUN module port",
-            interactive,
-            missing,
             lambda: click.prompt(
-                "Serial port of the Wi-SUN module", default=found_ports[0] if found_ports else None
+                "Serial port of the Wi-SUN module", default=ports[0] if ports else None
             ),
         )
-    if missing:
-        fail("missing answers with --yes: " + ", ".join(missing), 2)
+    broute_id = asker.need(
+        broute_id,
+        "--broute-id",
+        "B-route ID",
+        lambda: click.prompt(
+            "B-route ID (32 characters, from the letter)",
+            value_proc=_checked(installer.check_broute_id),
+        ),
+    )
+    password = asker.need(
+        password,
+        "--broute-password-file or --broute-password-stdin",
+        "B-route password",
+        lambda: click.prompt(
+            "B-route password", hide_input=True, value_proc=_checked(installer.check_password)
+        ),
+    )
+    asker.stop_if_missing()
 
     # ---------------------------------------------------------------- discovery
     clock = SystemClock()
@@ -219,47 +233,20 @@ def setup(
     if not no_discover:
         dialect = _scan_meter(serial, tuple(scan_durations) or (6, 7, 8), clock)
         devices = _discover(bind, echonet_hosts, modbus, clock)
-    else:
-        devices = []
     devices = installer.name_devices(devices)
     _show_devices(devices)
 
-    # ---------------------------------------------------------------- what only a person knows
-    broute_id = _need(
-        broute_id,
-        "--broute-id",
-        "B-route ID",
-        interactive,
-        missing,
-        lambda: click.prompt(
-            "B-route ID (32 characters, from the letter)",
-            value_proc=_checked(installer.check_broute_id),
-        ),
-    )
-    password = _need(
-        password,
-        "--broute-password-file or --broute-password-stdin",
-        "B-route password",
-        interactive,
-        missing,
-        lambda: click.prompt(
-            "B-route password", hide_input=True, value_proc=_checked(installer.check_password)
-        ),
-    )
     if fit is None:
         fit = installer.fit_from(devices)
         if fit is not None:
             click.echo(f"site.fit = {str(fit).lower()} (from the PV's FIT contract property)")
-    fit = _need(
+    fit = asker.need(
         fit,
         "--fit/--no-fit",
         "feed-in tariff",
-        interactive,
-        missing,
         lambda: click.confirm("Is the home still under the feed-in tariff (FIT)?", default=False),
     )
-    if missing:
-        fail("missing answers with --yes: " + ", ".join(missing), 2)
+    asker.stop_if_missing()
     if interactive and not click.confirm(f"Write {output}?", default=True):
         fail("nothing written", 1)
 

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from gateway.cli import main
 from gateway.clock import JST, AcceleratedClock
 from tests.conftest import BASE_CONFIG, venv_bin
-from tests.support.home import simulated_home, until
+from tests.support.backend import Signer, acks
+from tests.support.home import SITE, simulated_home, until
 from tests.support.mosquitto import Mosquitto
 
 NODE = "127.0.4.1"
@@ -45,6 +46,7 @@ async def test_status_reports_flows_commands_slots_and_alarms(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     clock = AcceleratedClock(30, datetime(2026, 11, 27, 11, 59, 0, tzinfo=JST))
+    signer = Signer(tmp_path)
     async with simulated_home(
         tmp_path, mosquitto.port, clock, NODE, ("pv", "battery"), soc_pct=55
     ) as home:
@@ -81,6 +83,18 @@ async def test_status_reports_flows_commands_slots_and_alarms(
         assert reply["alarms"]["recent"][0]["message"] == "test alarm"
         assert isinstance(reply["alarms"]["active"], list)
         assert reply["override"] is None
+
+        # A DR command in its window: in force for the battery family, and listed.
+        await home.backend.send(SITE, "cmd", signer.command(clock, power_w=1500))
+        await until(lambda: "scheduled" in acks(home.backend, "dr-1"), 20)
+        with_cmd = json.loads((await _cli("status", "-c", cfg_path, "--json")).output)
+        assert with_cmd["commands"]["active"] == {
+            "battery": {"id": "dr-1", "rev": 1, "kind": "battery_discharge"}
+        }
+        [pending] = with_cmd["commands"]["pending"]
+        assert pending["id"] == "dr-1" and pending["power_w"] == 1500
+        assert pending["state"] in ("scheduled", "started")
+        assert pending["kind"] == "battery_discharge" and pending["end"]
 
         # An override and acknowledged slots show up in the next answer.
         set_ = await _cli("override", "battery", "standby", "--until", "23:59", "-c", cfg_path)
