@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from drivers.broute.dialect import Dialect
 from drivers.broute.sim import DEFAULT_RBID, MeterModelConfig, ModuleConfig, PtyEmulator
 from drivers.echonet.sim import SimNode
@@ -19,6 +21,8 @@ from tests.conftest import venv_bin
 
 NODE = "127.0.4.5"
 LOCAL = "127.0.4.12"
+MULTICAST_NODE = "127.0.4.8"
+MULTICAST_LOCAL = "127.0.4.13"
 PASSWORD = "Pa55w0rdXyZ9"
 
 
@@ -124,3 +128,46 @@ async def test_interactive_setup_with_discovery(tmp_path: Path) -> None:
     cfg = load(out)
     assert cfg.site.fit is False and cfg.broute is not None and cfg.broute.dialect == "bp35a1"
     assert [(d.name, d.eoj) for d in cfg.devices] == [("battery", "027D01")]
+
+
+async def test_multicast_discovery_and_a_missing_module(tmp_path: Path) -> None:
+    """No --echonet-host: the node is found by multicast. A module that is not plugged in is a
+    warning (the daemon keeps trying), not a reason to write nothing."""
+    node = SimNode(
+        MULTICAST_NODE,
+        devices=("battery",),
+        clock=SystemClock(),
+        multicast_interface=MULTICAST_NODE,
+    )
+    async with node:
+        if not node.multicast_joined:
+            pytest.skip("cannot join 224.0.23.0 on loopback here")
+        out = tmp_path / "chisan.toml"
+        code, text = await _chisan(
+            "setup",
+            "-y",
+            "-o",
+            str(out),
+            "--site",
+            "sg-0300",
+            "--broker",
+            "mqtt://127.0.0.1",
+            "--broute-id",
+            DEFAULT_RBID,
+            "--broute-password-stdin",
+            "--serial",
+            str(tmp_path / "ttyUSB9"),
+            "--bind",
+            MULTICAST_LOCAL,
+            "--no-fit",
+            stdin=PASSWORD + "\n",
+        )
+    assert code == 0, text
+    assert "looking for ECHONET devices by multicast" in text
+    assert f"warning: B-route scan failed: no such port {tmp_path / 'ttyUSB9'}" in text
+    cfg = load(out)
+    mine = [(d.kind, d.eoj) for d in cfg.devices if d.host == MULTICAST_NODE]
+    if not mine:
+        pytest.skip("multicast is not delivered on loopback here")
+    assert mine == [("battery", "027D01")]
+    assert cfg.broute is not None and cfg.broute.dialect == "auto"
