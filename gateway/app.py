@@ -167,6 +167,7 @@ class Gateway:
             "slots": status.slots(self.store),
             "outbox": status.outbox(self.store),
             "alarms": status.alarms(self.health, self.alarm_log),
+            "capabilities": status.capabilities(self.control),
         }
 
     def _devices(self) -> None:

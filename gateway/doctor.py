@@ -619,7 +619,7 @@ class Doctor:
                     "see journalctl -u chisan for why it was skipped",
                 )
             if dev.get("answering"):
-                return Outcome(f"answering ({dev.get('polls')} polls, daemon's view)", data=dev)
+                return self._daemon_capabilities(device, dev)
             raise Failed(
                 f"not answering the daemon ({dev.get('failures')} failed polls)",
                 _device_next_step(device),
@@ -629,6 +629,35 @@ class Doctor:
             "the daemon does not know this device",
             "restart the daemon after editing the config: systemctl restart chisan",
         )
+
+    def _daemon_capabilities(self, device: DeviceConfig, dev: dict[str, Any]) -> Outcome:
+        """An answering device, with what the daemon's interlock knows of its capabilities
+        (the control loop drives one battery and one PV: only then is it unambiguous)."""
+        assert self.daemon is not None and self.cfg is not None
+        detail = f"answering ({dev.get('polls')} polls, daemon's view)"
+        caps = self.daemon.get("capabilities") or {}
+        same_kind = [d for d in self.cfg.devices if d.enabled and d.kind == device.kind]
+        data = dict(dev)
+        if len(same_kind) != 1:
+            return Outcome(detail, data=data)
+        battery = caps.get("battery")
+        if device.kind == "battery" and isinstance(battery, dict):
+            data.update(battery)
+            flow = {True: "allowed", False: "not allowed", None: "unknown"}[
+                battery.get("reverse_flow_ok")
+            ]
+            detail += (
+                f"; capacity {_q(battery.get('capacity_wh'), 'Wh')}, charge ≤ "
+                f"{_q(battery.get('max_charge_w'), 'W')}, discharge ≤ "
+                f"{_q(battery.get('max_discharge_w'), 'W')}; reverse flow {flow}"
+            )
+        contract = caps.get("pv_contract")
+        if device.kind == "pv" and contract:
+            data["fit_contract"] = contract
+            detail += f"; FIT contract {contract}"
+            if contract in ("fit", "non_fit") and (contract == "fit") != self.cfg.site.fit:
+                return Outcome(detail, Verdict.WARN, _fit_step(contract, self.cfg.site.fit), data)
+        return Outcome(detail, data=data)
 
     async def _echonet_device(self, cfg: Config, device: DeviceConfig) -> Outcome:
         from drivers.capabilities import DeviceError
@@ -1001,12 +1030,7 @@ async def describe_device(adapter: Any, kind: str, site_fit: bool | None) -> Out
             if site_fit is not None and contract in ("fit", "non_fit"):
                 says_fit = contract == "fit"
                 if says_fit != site_fit:
-                    verdict = Verdict.WARN
-                    step = (
-                        f"the PV reports a {contract} contract but site.fit = "
-                        f"{str(site_fit).lower()}: confirm the resident's contract and set "
-                        "site.fit (under FIT the battery must never export)"
-                    )
+                    verdict, step = Verdict.WARN, _fit_step(contract, site_fit)
     if kind == "water_heater" and hasattr(adapter, "heating"):
         heating = (await adapter.heating()).value
         data["heating"] = heating
@@ -1019,6 +1043,13 @@ async def describe_device(adapter: Any, kind: str, site_fit: bool | None) -> Out
         readings = await adapter.poll()
         parts.append(f"{len(readings)} readings")
     return Outcome("; ".join(parts), verdict, step, data)
+
+
+def _fit_step(contract: str, site_fit: bool) -> str:
+    return (
+        f"the PV reports a {contract} contract but site.fit = {str(site_fit).lower()}: confirm "
+        "the resident's contract and set site.fit (under FIT the battery must never export)"
+    )
 
 
 def _q(value: Any, unit: str) -> str:

@@ -11,6 +11,8 @@ fields are a contract for installers' scripts (``chisan status --json``):
 ``slots``      the last few slot records (newest first) with their delivery state
 ``outbox``     records not yet acknowledged by the backend: depth and the oldest one
 ``alarms``     health alarms in force and the last alarms raised (any kind)
+``capabilities`` what the interlock knows of the controlled battery (ratings, reverse-flow type)
+               and the PV's FIT contract
 
 Everything is read from objects the daemon already keeps; nothing here talks to a device.
 """
@@ -192,3 +194,21 @@ def outbox(store: Any) -> dict[str, Any]:
 def alarms(health: Any, log: AlarmLog | None) -> dict[str, Any]:
     active = sorted(k for k, on in getattr(health, "active", {}).items() if on)
     return {"active": active, "recent": log.recent() if log is not None else []}
+
+
+def capabilities(control: Any) -> dict[str, Any]:
+    """What the interlock works with: read from the control loop, never asked of a device."""
+    if control is None:
+        return {"battery": None, "pv_contract": None}
+    m = control.measurements()
+    ratings = m.ratings
+    battery = None
+    if ratings is not None:
+        battery = {
+            "capacity_wh": ratings.capacity_wh,
+            "max_charge_w": ratings.max_charge_w,
+            "max_discharge_w": ratings.max_discharge_w,
+            "reverse_flow_ok": m.reverse_flow_ok,
+        }
+    contract = getattr(m.pv_contract, "value", m.pv_contract)
+    return {"battery": battery, "pv_contract": None if contract is None else str(contract)}

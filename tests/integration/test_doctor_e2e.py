@@ -38,6 +38,13 @@ DAEMON_NODE = "127.0.4.4"
 SYNCED = DoctorOptions(check_timeout_s=10, join_timeout_s=30, check_clock=lambda: True)
 
 
+def own_bind(text: str) -> str:
+    """The gateway side on this file's own loopback address (UDP 3610 there is ours alone)."""
+    return text.replace('bind = "127.0.0.1"', 'bind = "127.0.4.21"').replace(
+        'multicast_interface = "127.0.0.1"', 'multicast_interface = "127.0.4.21"'
+    )
+
+
 @dataclass
 class Bench:
     folder: Path
@@ -199,7 +206,13 @@ async def test_broken_setup_json_and_table(tmp_path: Path) -> None:
 async def test_doctor_uses_the_running_daemons_view(tmp_path: Path, mosquitto: Mosquitto) -> None:
     clock = AcceleratedClock(30, datetime(2026, 11, 27, 11, 59, 0, tzinfo=JST))
     async with simulated_home(
-        tmp_path, mosquitto.port, clock, DAEMON_NODE, ("pv", "battery"), soc_pct=40
+        tmp_path,
+        mosquitto.port,
+        clock,
+        DAEMON_NODE,
+        ("pv", "battery"),
+        edit_config=own_bind,
+        soc_pct=40,
     ) as home:
         app = home.app
         async with asyncio.timeout(30):
@@ -220,6 +233,9 @@ async def test_doctor_uses_the_running_daemons_view(tmp_path: Path, mosquitto: M
         assert results[name].verdict is Verdict.PASS, (name, results[name].detail)
         assert "daemon's view" in results[name].detail
     assert results["wisun_module"].data["dialect"] in ("bp35a1", "bp35c0", "rl7023")
+    battery = results["device:battery"].data
+    assert battery["capacity_wh"] == 9800 and battery["reverse_flow_ok"] is True
+    assert results["device:pv"].data["fit_contract"] == "non_fit"
     assert results["test_publish"].verdict is Verdict.PASS
     assert results["store"].verdict is Verdict.PASS and "chain verified" in results["store"].detail
     assert doctor.ok

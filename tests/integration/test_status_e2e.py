@@ -23,6 +23,13 @@ from tests.support.mosquitto import Mosquitto
 NODE = "127.0.4.1"
 
 
+def own_bind(text: str) -> str:
+    """The gateway side on this file's own loopback address (UDP 3610 there is ours alone)."""
+    return text.replace('bind = "127.0.0.1"', 'bind = "127.0.4.20"').replace(
+        'multicast_interface = "127.0.0.1"', 'multicast_interface = "127.0.4.20"'
+    )
+
+
 @dataclass
 class Ran:
     exit_code: int
@@ -48,7 +55,7 @@ async def test_status_reports_flows_commands_slots_and_alarms(
     clock = AcceleratedClock(30, datetime(2026, 11, 27, 11, 59, 0, tzinfo=JST))
     signer = Signer(tmp_path)
     async with simulated_home(
-        tmp_path, mosquitto.port, clock, NODE, ("pv", "battery"), soc_pct=55
+        tmp_path, mosquitto.port, clock, NODE, ("pv", "battery"), edit_config=own_bind, soc_pct=55
     ) as home:
         app, cfg_path = home.app, str(home.cfg_path)
         await until(lambda: app.hub.latest("meter.power_w") is not None, 30)
@@ -83,6 +90,10 @@ async def test_status_reports_flows_commands_slots_and_alarms(
         assert reply["alarms"]["recent"][0]["message"] == "test alarm"
         assert isinstance(reply["alarms"]["active"], list)
         assert reply["override"] is None
+        caps = reply["capabilities"]
+        assert caps["battery"]["capacity_wh"] == 9800
+        assert caps["battery"]["reverse_flow_ok"] is True
+        assert caps["pv_contract"] == "non_fit"
 
         # A DR command in its window: in force for the battery family, and listed.
         await home.backend.send(SITE, "cmd", signer.command(clock, power_w=1500))
