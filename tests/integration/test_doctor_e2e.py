@@ -219,6 +219,9 @@ async def test_doctor_uses_the_running_daemons_view(tmp_path: Path, mosquitto: M
             while (
                 app.hub.latest("meter.power_w") is None
                 or app.hub.latest("pv.power_w") is None
+                or app.hub.latest("battery.soc_pct") is None
+                or app.control.measurements().ratings is None
+                or app.control.measurements().pv_contract == "unknown"
                 or app.store.max_seq() == 0
             ):
                 await asyncio.sleep(0.05)

@@ -62,6 +62,8 @@ async def test_status_reports_flows_commands_slots_and_alarms(
         await until(lambda: app.hub.latest("battery.soc_pct") is not None, 30)
         await until(lambda: app.hub.latest("pv.power_w") is not None, 30)
         await until(lambda: app.store.max_seq() > 0, 60)
+        await until(lambda: app.control.measurements().pv_contract != "unknown", 30)
+        await until(lambda: app.control.measurements().ratings is not None, 30)
         app.alarm_log.add({"kind": "disk_full", "active": True, "message": "test alarm"})
 
         out = await _cli("status", "-c", cfg_path, "--json")
@@ -89,7 +91,9 @@ async def test_status_reports_flows_commands_slots_and_alarms(
         stored = app.store.records_by_seq(slots[-1]["seq"], slots[0]["seq"])
         assert [r["slot_start"] for r in reversed(stored)] == [s["slot_start"] for s in slots]
         assert {"slot_start", "import_wh", "export_wh", "delivered", "source"} <= set(slots[0])
-        assert reply["outbox"]["depth"] == app.store.backlog_count() == reply["backlog"]
+        assert reply["outbox"]["depth"] == reply["backlog"]
+        if reply["backlog"]:
+            assert reply["outbox"]["oldest_seq"] >= 1 and reply["outbox"]["oldest_slot"]
         assert reply["alarms"]["recent"][0]["message"] == "test alarm"
         assert isinstance(reply["alarms"]["active"], list)
         assert reply["override"] is None
@@ -113,8 +117,13 @@ async def test_status_reports_flows_commands_slots_and_alarms(
         # An override and acknowledged slots show up in the next answer.
         set_ = await _cli("override", "battery", "standby", "--until", "23:59", "-c", cfg_path)
         assert set_.exit_code == 0, set_.output
-        await until(lambda: app.store.backlog_count() == 0, 30)
-        again = json.loads((await _cli("status", "-c", cfg_path, "--json")).output)
+        # Ask until the backend has acknowledged everything (a live boundary may add a record).
+        async with asyncio.timeout(30):
+            while True:
+                await until(lambda: app.store.backlog_count() == 0, 30)
+                again = json.loads((await _cli("status", "-c", cfg_path, "--json")).output)
+                if again["outbox"]["depth"] == 0:
+                    break
         assert again["override"]["mode"] == "standby"
         assert again["outbox"] == {
             "depth": 0,
