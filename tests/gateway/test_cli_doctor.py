@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gateway.cli import main
-from gateway.doctor import Doctor, DoctorOptions, Failed, Outcome, Verdict
+from gateway.doctor import CheckResult, Doctor, DoctorOptions, Failed, Outcome, Verdict
 from tests.conftest import BASE_CONFIG
 
 
@@ -90,3 +90,25 @@ async def test_stale_socket_means_no_daemon(
     # So the port is checked directly (and is missing here).
     assert results["serial_port"].verdict is Verdict.FAIL
     assert results["clock"].verdict is Verdict.PASS
+
+
+async def test_disk_thresholds_and_a_clock_that_cannot_tell(
+    write_config: Callable[[str], Path], config_dir: Path
+) -> None:
+    path = write_config(BASE_CONFIG.replace('eoj = "027D01"', 'eoj = "027D01"\nenabled = false'))
+
+    async def run(options: DoctorOptions) -> tuple[CheckResult, CheckResult]:
+        doctor = Doctor(path, options)
+        await doctor.check("config", doctor._config)
+        return await doctor.check("disk", doctor._disk), await doctor.check("clock", doctor._clock)
+
+    disk, clock = await run(DoctorOptions(disk_fail_below=1.01, check_clock=lambda: False))
+    assert disk.verdict is Verdict.FAIL
+    assert disk.next_step is not None and "journalctl --vacuum-size" in disk.next_step
+    assert clock.verdict is Verdict.FAIL
+    assert clock.next_step is not None and "timedatectl set-ntp true" in clock.next_step
+    disk, clock = await run(
+        DoctorOptions(disk_fail_below=0.0, disk_warn_below=1.01, check_clock=lambda: None)
+    )
+    assert (disk.verdict, clock.verdict) == (Verdict.WARN, Verdict.WARN)
+    assert str(config_dir) in disk.detail
