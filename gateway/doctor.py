@@ -915,6 +915,12 @@ class Doctor:
         path = self.cfg.store.path
         if not path.exists():
             return Outcome(f"{path} not created yet (the daemon creates it on its first start)")
+        if not os.access(path, os.R_OK):
+            return Outcome(
+                f"{path} is not readable by this user",
+                Verdict.WARN,
+                "run chisan doctor as root or as the chisan user to check the store",
+            )
 
         def check() -> Outcome:
             assert self.cfg is not None

@@ -6,6 +6,8 @@ import stat
 from pathlib import Path
 
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.cli import main
 from gateway.config import load
@@ -71,6 +73,12 @@ def test_flags_only_and_refusal_to_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "chisan.toml"
     pw = tmp_path / "given-password"
     pw.write_text(PASSWORD + "\n")
+    key = tmp_path / "backend.pub.pem"
+    key.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     args = [
         "setup",
         "--yes",
@@ -87,10 +95,13 @@ def test_flags_only_and_refusal_to_overwrite(tmp_path: Path) -> None:
         str(pw),
         "--serial",
         "/dev/ttyUSB0",
+        "--backend-key",
+        str(key),
         "--no-fit",
     ]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
+    assert load(out).commands.public_key_file == key
     assert mode(tmp_path / "broute-password") == 0o600
     before = out.read_text()
     again = CliRunner().invoke(main, [*args[:-1], "--fit"])
