@@ -8,13 +8,14 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from gateway.cli import main
 from gateway.clock import JST, AcceleratedClock
+from gateway.slots import slot_start
 from tests.conftest import BASE_CONFIG, venv_bin
 from tests.support.backend import Signer, acks
 from tests.support.home import SITE, simulated_home, until
@@ -103,7 +104,10 @@ async def test_status_reports_flows_commands_slots_and_alarms(
         assert caps["pv_contract"] == "non_fit"
 
         # A DR command in its window: in force for the battery family, and listed.
-        await home.backend.send(SITE, "cmd", signer.command(clock, power_w=1500))
+        # Its window spans several slots: the accelerated clock must not end it before we ask.
+        start = slot_start(clock.now())
+        window = {"start": start.isoformat(), "end": (start + timedelta(hours=4)).isoformat()}
+        await home.backend.send(SITE, "cmd", signer.command(clock, power_w=1500, **window))
         await until(lambda: "scheduled" in acks(home.backend, "dr-1"), 20)
         with_cmd = json.loads((await _cli("status", "-c", cfg_path, "--json")).output)
         assert with_cmd["commands"]["active"] == {
