@@ -12,7 +12,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from gateway.cli import main
+from gateway.config import load
 from gateway.doctor import CheckResult, Doctor, DoctorOptions, Failed, Outcome, Verdict
+from gateway.doctor.host import HostChecks, clock_check
 from tests.conftest import BASE_CONFIG
 
 
@@ -99,8 +101,9 @@ async def test_disk_thresholds_and_a_clock_that_cannot_tell(
 
     async def run(options: DoctorOptions) -> tuple[CheckResult, CheckResult]:
         doctor = Doctor(path, options)
-        await doctor.check("config", doctor._config)
-        return await doctor.check("disk", doctor._disk), await doctor.check("clock", doctor._clock)
+        host = HostChecks(load(path), options)
+        disk = await doctor.check("disk", host.disk)
+        return disk, await doctor.check("clock", lambda: clock_check(options))
 
     disk, clock = await run(DoctorOptions(disk_fail_below=1.01, check_clock=lambda: False))
     assert disk.verdict is Verdict.FAIL
