@@ -46,6 +46,10 @@ class Gateway:
         self.commands: Any = None
         self.control: Any = None
         self.device_health: Callable[[], dict[str, Any]] | None = None
+        self.health: Any = None
+        from gateway.status import AlarmLog
+
+        self.alarm_log = AlarmLog()
 
     # ------------------------------------------------------------------ assembly
 
@@ -77,6 +81,7 @@ class Gateway:
 
         def queue_alarm(alarm: dict[str, Any]) -> None:
             store.queue_alarm(alarm)
+            self.alarm_log.add(alarm)
             uplink.notify()
 
         self.control = Control(
@@ -126,6 +131,7 @@ class Gateway:
             self.cfg.store.path,
             meter_up=(lambda: str(meter.state) == "up") if meter is not None else None,
         )
+        self.health = health
         self.components.extend([self.control, server, reporter, health])
 
     def _state_extra(self) -> dict[str, Any]:
@@ -148,7 +154,24 @@ class Gateway:
             out["meter"] = str(getattr(self.meter, "state", "unknown"))
         out["backlog"] = self.store.backlog_count()
         out["broker_connected"] = bool(self.uplink.connected)
+        out.update(self._status_detail())
         return out
+
+    def _status_detail(self) -> dict[str, Any]:
+        """Flows, devices, commands, slots, outbox and alarms for ``chisan status``."""
+        from gateway import status
+
+        kinds = {d.kind for d in self.cfg.devices if d.enabled}
+        return {
+            "flows": status.flows(self.hub, has_pv="pv" in kinds, has_battery="battery" in kinds),
+            "meter_link": status.meter_link(self.meter),
+            "devices": status.devices(self.cfg.devices, self.components),
+            "commands": status.commands(self.store, self.commands, self.clock.now()),
+            "slots": status.slots(self.store),
+            "outbox": status.outbox(self.store),
+            "alarms": status.alarms(self.health, self.alarm_log),
+            "capabilities": status.capabilities(self.control),
+        }
 
     def _devices(self) -> None:
         echonet = [d for d in self.cfg.devices if d.protocol == "echonet" and d.enabled]

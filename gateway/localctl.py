@@ -142,7 +142,11 @@ class ControlServer:
             body: dict[str, Any] = {"ok": True, "now": iso(now)}
             body["override"] = active_override(self.overrides.get(), now)
             if self.status is not None:
-                body.update(self.status())
+                try:
+                    body.update(self.status())
+                except Exception as exc:  # a status must never take the socket down
+                    self.log.exception("status request failed")
+                    return {"ok": False, "error": f"status unavailable: {exc}"}
             return body
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -151,11 +155,17 @@ class ControlServer:
             self.on_change()
 
 
-async def request(path: Path, body: dict[str, Any]) -> dict[str, Any]:
-    """Client side, used by ``chisan override``."""
-    timeout = 5.0
+#: A status answer carries slot records and commands: far more than a request line.
+MAX_REPLY = 1 << 22
+
+
+async def request(path: Path, body: dict[str, Any], wait_s: float = 5.0) -> dict[str, Any]:
+    """Client side, used by ``chisan override``, ``chisan status`` and ``chisan doctor``."""
+    timeout = wait_s
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_unix_connection(str(path), limit=MAX_REPLY), timeout
+        )
     except FileNotFoundError:
         raise ControlError(f"no control socket at {path}: is chisan running?") from None
     except PermissionError:
@@ -163,11 +173,19 @@ async def request(path: Path, body: dict[str, Any]) -> dict[str, Any]:
             f"permission denied on {path}: run as root or the chisan group"
         ) from None
     except (ConnectionError, TimeoutError) as exc:
-        raise ControlError(f"cannot reach the daemon at {path}: {exc}") from None
-    writer.write(json.dumps(body).encode() + b"\n")
-    await writer.drain()
-    line = await asyncio.wait_for(reader.readline(), timeout)
-    writer.close()
+        raise ControlError(
+            f"cannot reach the daemon at {path} ({exc}): is chisan running?"
+        ) from None
+    try:
+        writer.write(json.dumps(body).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except TimeoutError:
+        raise ControlError(f"the daemon at {path} did not answer within {timeout:g} s") from None
+    except (ConnectionError, ValueError) as exc:
+        raise ControlError(f"lost the daemon at {path}: {exc}") from None
+    finally:
+        writer.close()
     try:
         reply = json.loads(line)
     except ValueError:

@@ -701,6 +701,15 @@ class Store:
             )
             return max(cur.rowcount, 0)
 
+    def recent_slots(self, limit: int = 6) -> list[tuple[Record, bool]]:
+        """The last ``limit`` records appended (newest first), each with its delivered flag."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT json, delivered FROM slot_record WHERE site = ? ORDER BY seq DESC LIMIT ?",
+                (self.site, limit),
+            ).fetchall()
+        return [(json.loads(r[0]), bool(r[1])) for r in rows]
+
     def backlog_count(self) -> int:
         with self._read() as conn:
             row = conn.execute(

@@ -1,9 +1,9 @@
-"""``chisan override`` and ``chisan status``: talk to the running daemon over its local socket."""
+"""``chisan override``: talk to the running daemon over its local socket (``chisan status`` lives
+in :mod:`gateway.cli.status`)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -57,18 +57,4 @@ def override_clear(config_path: Path) -> None:
     click.echo("override cleared" if reply.get("cleared") else "no override was set")
 
 
-@click.command("status")
-@CONFIG_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Print the daemon's answer as JSON.")
-def status(config_path: Path, as_json: bool) -> None:
-    """Show the running daemon's state: override, fail-safe, active commands."""
-    reply = _send(config_path, {"op": "status"})
-    if as_json:
-        click.echo(json.dumps(reply, indent=2, sort_keys=True))
-        return
-    for key, value in sorted(reply.items()):
-        if key != "ok":
-            click.echo(f"{key}: {value}")
-
-
-COMMANDS = [override, status]
+COMMANDS = [override]
