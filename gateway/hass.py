@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import random
 import secrets
 import ssl
@@ -76,10 +77,10 @@ class Entity:
         if isinstance(raw, bool) or not isinstance(raw, int | float):
             return None
         number = float(raw)
+        if not math.isfinite(number):
+            return None
         if self.transform is not None:
             number = self.transform(number)
-        if number != number or number in (float("inf"), float("-inf")):
-            return None
         return str(int(number)) if number.is_integer() else f"{number:.3f}".rstrip("0")
 
 
@@ -343,6 +344,10 @@ class HomeAssistant:
                         with contextlib.suppress(Exception):
                             await asyncio.wait_for(self._goodbye(client), 2)
             except aiomqtt.MqttError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Stopping: the client turned the cancellation into a disconnect error.
+                    raise asyncio.CancelledError from exc
                 failures += 1
                 self.log.warning(
                     "Home Assistant broker unavailable", error=str(exc), failures=failures
