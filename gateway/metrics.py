@@ -148,8 +148,9 @@ class Metrics:
         self._readings[key] = reading
         gauge = self._gauges.get(key)
         value = reading.value
-        if gauge is not None and isinstance(value, int | float) and not isinstance(value, bool):
-            gauge.set(value)
+        if gauge is not None:
+            numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            gauge.set(value if numeric else float("nan"))  # unknown is not zero
         elif key == rk.BATTERY_MODE and value is not None:
             for mode in list(self._modes_seen()):
                 self.battery_mode.labels(mode=mode).set(0)

@@ -77,7 +77,9 @@ def test_readings_set_gauges_and_ages() -> None:
     s = samples(m)
     assert value(s, "chisan_meter_power_watts") == -1234
     assert value(s, "chisan_battery_soc_percent") == 57.5
-    assert value(s, "chisan_battery_power_watts") == 0  # never set
+    unknown = value(s, "chisan_battery_power_watts")
+    assert unknown is not None and unknown != unknown  # NaN: unknown, not zero
+    assert value(s, "chisan_pv_power_watts") == 0  # never reported
     assert value(s, "chisan_battery_mode", mode="charge") == 1
     assert value(s, "chisan_reading_age_seconds", key="meter.power_w") == 4
     hub.update("battery.mode", "discharge", T0, "device")
