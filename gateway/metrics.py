@@ -292,14 +292,24 @@ def _pollers(pollers: list[Any]) -> Iterator[Any]:
     up = GaugeMetricFamily(
         "chisan_device_up", "1 when the device's last poll succeeded", labels=["device"]
     )
+    readings = GaugeMetricFamily(
+        "chisan_device_reading",
+        "Each device's latest numeric readings, by device name and reading key",
+        labels=["device", "key"],
+    )
     for poller in pollers:
         name = str(poller.name)
         polls.add_metric([name], int(poller.polls))
         fails.add_metric([name], int(poller.failures))
         up.add_metric([name], 0.0 if getattr(poller, "_failing", False) else 1.0)
+        for key, measured in sorted(dict(getattr(poller, "last", {})).items()):
+            v = getattr(measured, "value", None)
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                readings.add_metric([name, key], float(v))
     yield polls
     yield fails
     yield up
+    yield readings
 
 
 # ---------------------------------------------------------------------- HTTP

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from drivers.capabilities import Measured
 from gateway.clock import JST, ManualClock
 from gateway.config import load
 from gateway.interlock.model import (
@@ -48,6 +49,7 @@ class Poller:
     polls: int
     failures: int
     _failing: bool
+    last: dict[str, Measured[object]] = field(default_factory=dict)
 
 
 def samples(m: Metrics) -> Samples:
@@ -156,7 +158,12 @@ def test_scrape_time_sources_and_a_broken_one() -> None:
     def broken() -> int:
         raise RuntimeError("database is locked")
 
-    pollers = [Poller("battery", 9, 0, False), Poller("pv", 3, 6, True)]
+    last: dict[str, Measured[object]] = {
+        "battery.soc_pct": Measured(71, T0),
+        "battery.mode": Measured("auto", T0),
+        "battery.power_w": Measured(None, T0),
+    }
+    pollers = [Poller("battery", 9, 0, False, last), Poller("pv", 3, 6, True)]
     m, _, _ = make(
         Sources(
             outbox_depth=lambda: 42,
@@ -176,6 +183,9 @@ def test_scrape_time_sources_and_a_broken_one() -> None:
     assert value(s, "chisan_device_poll_failures_total", device="pv") == 6
     assert value(s, "chisan_device_up", device="pv") == 0
     assert value(s, "chisan_device_up", device="battery") == 1
+    assert value(s, "chisan_device_reading", device="battery", key="battery.soc_pct") == 71
+    assert value(s, "chisan_device_reading", device="battery", key="battery.mode") is None
+    assert value(s, "chisan_device_reading", device="battery", key="battery.power_w") is None
     pending = value(s, "chisan_command_acks_pending")
     assert pending is not None and pending != pending  # NaN: unknown, and the scrape still works
 

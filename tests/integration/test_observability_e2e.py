@@ -63,6 +63,8 @@ async def test_metrics_and_home_assistant_follow_the_simulated_home(
             assert (value(m, "chisan_meter_import_energy_kwh") or 0) > 0
             assert value(m, "chisan_mqtt_connected") == 1
             assert value(m, "chisan_device_up", device="battery") == 1
+            per_device = value(m, "chisan_device_reading", device="battery", key="battery.soc_pct")
+            assert per_device == soc
             assert value(m, "chisan_build_info", version=_v(m), site=SITE) == 1
             assert (value(m, "process_resident_memory_bytes") or 0) > 0
 
