@@ -166,7 +166,8 @@ class Layout:
         doc: dict[str, Any] = {
             "name": e.name,
             "unique_id": self.unique_id(e),
-            "object_id": self.unique_id(e),
+            # Home Assistant 2025.10 replaced ``object_id`` with this (domain included).
+            "default_entity_id": f"sensor.{self.unique_id(e)}",
             "state_topic": self.state_topic(e),
             "availability_topic": self.availability,
             "payload_available": ONLINE,

@@ -44,6 +44,8 @@ def test_discovery_payloads() -> None:
         assert set(doc) >= REQUIRED, topic
         assert topic == f"homeassistant/sensor/{NODE}/{doc['unique_id'][len(NODE) + 1 :]}/config"
         assert doc["availability_topic"] == AVAIL
+        assert doc["default_entity_id"] == f"sensor.{doc['unique_id']}"
+        assert "object_id" not in doc  # no longer accepted by Home Assistant
         assert doc["device"]["identifiers"][0].startswith(NODE + "_")
     energy = [d for d in docs.values() if d.get("device_class") == "energy"]
     assert {d["unique_id"] for d in energy} == {
