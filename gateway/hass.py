@@ -44,7 +44,7 @@ from gateway.readings import Reading, ReadingsHub
 ONLINE = "online"
 OFFLINE = "offline"
 #: How long to wait for the broker to hand back our retained configs before cleaning up.
-SYNC_TIMEOUT_S = 3.0
+SYNC_TIMEOUT_S = 10.0
 
 
 def _positive(value: float) -> float:
@@ -340,6 +340,7 @@ class HomeAssistant:
                     self._client = client
                     try:
                         await self._session(client)
+                        _raise_if_cancelled()  # the session ends only when stopped
                     finally:
                         self._client = None
                         with contextlib.suppress(Exception):
@@ -363,13 +364,16 @@ class HomeAssistant:
     async def _session(self, client: aiomqtt.Client) -> None:
         layout = self.layout
         retained = await self._retained_configs(client)
+        _raise_if_cancelled()
         for topic, payload in layout.stale(retained):
-            await client.publish(topic, payload, qos=1, retain=True)
+            await _send(client, topic, payload, qos=1)
             if topic.endswith("/config"):
                 self.removed.append(topic)
                 self.log.info("stale Home Assistant entity removed", topic=topic)
         await client.subscribe(layout.birth, qos=1)
+        _raise_if_cancelled()
         await self._announce(client)
+        _raise_if_cancelled()
         self.log.info(
             "Home Assistant discovery published",
             url=self.cfg.url,
@@ -387,6 +391,7 @@ class HomeAssistant:
         await client.subscribe(layout.config_filter, qos=1)
         await client.subscribe(layout.sync, qos=1)
         await client.publish(layout.sync, token, qos=1)
+        _raise_if_cancelled()
         found: dict[str, bytes] = {}
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SYNC_TIMEOUT_S):
@@ -403,10 +408,10 @@ class HomeAssistant:
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         for topic, doc in self.layout.discovery().items():
-            await client.publish(topic, json.dumps(doc, sort_keys=True), qos=1, retain=True)
-        await client.publish(self.layout.availability, ONLINE, qos=1, retain=True)
+            await _send(client, topic, json.dumps(doc, sort_keys=True), qos=1)
+        await _send(client, self.layout.availability, ONLINE, qos=1)
         for topic, value in self.limiter.known():
-            await client.publish(topic, value, qos=1, retain=True)
+            await _send(client, topic, value, qos=1)
         self._wake.set()
 
     async def _births(self, client: aiomqtt.Client) -> None:
@@ -421,7 +426,7 @@ class HomeAssistant:
             self._wake.clear()
             now = self.clock.monotonic()
             for topic, value in self.limiter.due(now):
-                await client.publish(topic, value, qos=0, retain=True)
+                await _send(client, topic, value, qos=0)
             wait = self.limiter.next_due(self.clock.monotonic())
             sleeper = asyncio.ensure_future(self.clock.sleep(wait if wait is not None else 3600))
             waker = asyncio.ensure_future(self._wake.wait())
@@ -433,6 +438,21 @@ class HomeAssistant:
 
     def states(self) -> Iterable[tuple[str, str]]:
         return self.limiter.known()
+
+
+async def _send(client: aiomqtt.Client, topic: str, payload: str | bytes, qos: int) -> None:
+    """Every publish of the bridge is retained: a Home Assistant that connects later sees it."""
+    await client.publish(topic, payload, qos=qos, retain=True)
+    _raise_if_cancelled()
+
+
+def _raise_if_cancelled() -> None:
+    """Python 3.11's ``asyncio.wait_for``, which the MQTT client awaits every publish with, can
+    swallow a cancellation that lands as the publish completes; the request stays counted on the
+    task, so the session checks between steps instead of running on after a stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _bytes(payload: Any) -> bytes:
