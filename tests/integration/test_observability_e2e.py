@@ -2,7 +2,8 @@
 ECHONET battery + PV on loopback), the market broker with a backend, and a second mosquitto as
 the resident's broker. The scrape follows the simulation: readings equal what the devices
 answer, the outbox fills while the backend does not ack and drains when it does, a command is
-counted by ack status and a clamp by interlock rule; Home Assistant sees the same values."""
+counted by ack status and a clamp by interlock rule, a broker crash by a reconnect; Home
+Assistant sees the same values."""
 
 from __future__ import annotations
 
@@ -118,6 +119,17 @@ async def test_metrics_and_home_assistant_follow_the_simulated_home(
             ) >= 1
             assert value(m, "chisan_command_acks_total", status="superseded") == 1
             assert backend.invalid == []
+
+            # The market broker crashes and comes back: one reconnect.
+            assert value(m, "chisan_mqtt_reconnects_total") == 0
+            mosquitto.kill9()
+            await until(lambda: not app.uplink.connected, 20)
+            assert value(await scrape(port), "chisan_mqtt_connected") == 0
+            mosquitto.start()
+            await until(lambda: app.uplink.connected, 30)
+            m = await scrape(port)
+            assert value(m, "chisan_mqtt_reconnects_total") == 1
+            assert value(m, "chisan_mqtt_connected") == 1
 
             # Home Assistant: discovery for the meter, PV and battery, states as on the scrape.
             await ha.wait(lambda: ha.last.get(f"chisan/{NODE_ID}/availability") == b"online")
