@@ -50,6 +50,8 @@ class Gateway:
         from gateway.status import AlarmLog
 
         self.alarm_log = AlarmLog()
+        self.metrics: Any = None
+        self.home_assistant: Any = None
 
     # ------------------------------------------------------------------ assembly
 
@@ -59,7 +61,56 @@ class Gateway:
         self._devices()
         self._meter()
         self._control()
+        self._observability()
         return self
+
+    def _observability(self) -> None:
+        """Metrics and Home Assistant, both off unless configured: observers on the hooks the
+        pieces already offer; nothing in the data path knows about them."""
+        if self.cfg.metrics.enabled:
+            from drivers.poller import DevicePoller
+            from gateway.metrics import Metrics, MetricsServer, Sources
+
+            store, uplink, control, commands = self.store, self.uplink, self.control, self.commands
+            pollers = [c for c in self.components if isinstance(c, DevicePoller)]
+            metrics = self.metrics = Metrics(
+                self.clock,
+                self.cfg.site.id,
+                gateway_version(),
+                Sources(
+                    outbox_depth=store.backlog_count,
+                    uplink_stats=lambda: uplink.stats,
+                    pending_command_acks=lambda: int(commands.pending_acks),
+                    failsafe=lambda: bool(control.failsafe),
+                    pollers=lambda: pollers,
+                ),
+            )
+            self.hub.subscribe(metrics.on_reading)
+            uplink.on_slot_acked = metrics.slot_acked
+            commands.on_ack = metrics.command_ack
+            control.on_decision = metrics.decision
+            if self.settlement is not None:
+                settled = self.settlement.on_record
+
+                def on_record(record: dict[str, Any]) -> None:
+                    if settled is not None:
+                        settled(record)
+                    metrics.slot_stored(record)
+
+                self.settlement.on_record = on_record
+            mc = self.cfg.metrics
+            self.components.append(MetricsServer(metrics, mc.listen, mc.port))
+        if self.cfg.home_assistant.enabled:
+            from gateway.hass import HomeAssistant, families_of
+
+            self.home_assistant = HomeAssistant(
+                self.cfg.home_assistant,
+                self.hub,
+                self.clock,
+                families_of(self.cfg),
+                version=gateway_version(),
+            )
+            self.components.append(self.home_assistant)
 
     def _control(self) -> None:
         from gateway.commands import CommandManager

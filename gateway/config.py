@@ -10,7 +10,7 @@ import difflib
 import ipaddress
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -170,6 +170,27 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = False
+    listen: str = "127.0.0.1"
+    port: int = 9464
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = False
+    url: str = ""
+    username: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    client_id: str = ""
+    discovery_prefix: str = "homeassistant"
+    node_id: str = ""
+    state_interval_s: float = 10.0
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     site: SiteConfig
@@ -182,6 +203,8 @@ class Config:
     echonet: EchonetConfig
     commands: CommandsConfig
     control: ControlConfig
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    home_assistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -928,6 +951,104 @@ def _control(col: Collector, raw: dict[str, Any], base: Path) -> ControlConfig:
     return ControlConfig(socket=sock, reassert_s=reassert or d.reassert_s)
 
 
+def _metrics(col: Collector, raw: dict[str, Any], base: Path) -> MetricsConfig:
+    t = _Table(col, "metrics", raw.get("metrics"), base)
+    d = MetricsConfig()
+    enabled = t.boolean("enabled", d.enabled)
+    listen = t.string("listen", d.listen) or d.listen
+    port = t.integer("port", d.port, lo=1, hi=65535) or d.port
+    allow_remote = t.boolean("allow_remote", d.allow_remote)
+    try:
+        address = ipaddress.ip_address(listen)
+    except ValueError:
+        col.expected("metrics.listen", 'an IP address such as "127.0.0.1"', listen)
+    else:
+        if not address.is_loopback and not allow_remote:
+            col.add(
+                "metrics.listen",
+                f"{listen} is not a loopback address: the metrics endpoint has no authentication "
+                "and shows when the house uses power (and so when nobody is home); keep it on "
+                "127.0.0.1 (scrape through an SSH tunnel or a local agent) or set "
+                "metrics.allow_remote = true to expose it on purpose",
+            )
+    t.done()
+    return MetricsConfig(enabled=enabled, listen=listen, port=port, allow_remote=allow_remote)
+
+
+HA_NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HA_PREFIX = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+def _home_assistant(
+    col: Collector, raw: dict[str, Any], base: Path, site_id: str
+) -> HomeAssistantConfig:
+    t = _Table(col, "home_assistant", raw.get("home_assistant"), base)
+    d = HomeAssistantConfig()
+    enabled = t.boolean("enabled", d.enabled)
+    url = t.string("url", "", required=enabled) or ""
+    if url:
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+            valid = parts.scheme in ("mqtt", "mqtts") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
+            col.expected("home_assistant.url", "mqtt://HOST[:PORT] or mqtts://HOST[:PORT]", url)
+    username = t.string("username")
+    password_file = t.file("password_file", secret=True)
+    t.forbid("password", _SECRET_IN_MAIN + "and name it in home_assistant.password_file")
+    ca_file = t.file("ca_file")
+    prefix = t.string(
+        "discovery_prefix",
+        d.discovery_prefix,
+        pattern=HA_PREFIX,
+        what="a topic of a-z A-Z 0-9 _ - levels, without wildcards or leading/trailing /",
+    )
+    default_node = "chisan_" + site_id.replace("-", "_")
+    node_id = t.string("node_id", default_node, pattern=HA_NODE_ID, what="1-64 of A-Z a-z 0-9 _ -")
+    client_id = t.string("client_id", f"{node_id or default_node}-ha") or ""
+    interval = t.number("state_interval_s", d.state_interval_s, lo=1, hi=3600)
+    t.done()
+    return HomeAssistantConfig(
+        enabled=enabled,
+        url=url,
+        username=username,
+        password_file=password_file,
+        ca_file=ca_file,
+        client_id=client_id,
+        discovery_prefix=prefix or d.discovery_prefix,
+        node_id=node_id or default_node,
+        state_interval_s=interval or d.state_interval_s,
+    )
+
+
+def _check_home_assistant_broker(col: Collector, cfg: Config) -> None:
+    """The market broker confines the gateway to its site's topics and must never carry the
+    home's discovery and state messages: the resident's broker has to be another one."""
+    ha = cfg.home_assistant
+    if not ha.enabled or not ha.url:
+        return
+    try:
+        mine, market = urlsplit(ha.url), urlsplit(cfg.mqtt.url)
+        same = (mine.hostname, _mqtt_port(mine.scheme, mine.port)) == (
+            market.hostname,
+            _mqtt_port(market.scheme, market.port),
+        )
+    except ValueError:
+        return
+    if same:
+        col.add(
+            "home_assistant.url",
+            f"{ha.url} is the market broker (mqtt.url); Home Assistant needs the resident's own "
+            "broker (the market broker only accepts this site's topics)",
+        )
+
+
+def _mqtt_port(scheme: str, port: int | None) -> int:
+    return port or (8883 if scheme == "mqtts" else 1883)
+
+
 SECTIONS = (
     "site",
     "mqtt",
@@ -939,6 +1060,8 @@ SECTIONS = (
     "echonet",
     "commands",
     "control",
+    "metrics",
+    "home_assistant",
 )
 
 
@@ -960,7 +1083,10 @@ def parse(raw: dict[str, Any], source: Path, text: str = "") -> Config:
         echonet=_echonet(col, raw, base),
         commands=_commands(col, raw, base),
         control=_control(col, raw, base),
+        metrics=_metrics(col, raw, base),
+        home_assistant=_home_assistant(col, raw, base, site.id),
     )
+    _check_home_assistant_broker(col, cfg)
     if col.issues:
         raise ConfigError(col.issues)
     return cfg

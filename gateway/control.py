@@ -82,6 +82,9 @@ class Control:
     on_state_change: Callable[[], Awaitable[None]] | None = None
     backend_connected: Callable[[], bool] = lambda: True
     reassert_s: float = 30.0
+    #: Hears every interlock decision (family, decision) and every setpoint a device refused
+    #: (family, None); metrics count clamps by rule from it.
+    on_decision: Callable[[str, Decision | None], None] | None = None
     tick_s: float = 1.0
     name: str = "control"
     running: dict[str, Running] = field(default_factory=dict)
@@ -314,6 +317,7 @@ class Control:
         else:
             self.ctx = replace(self.ctx, failsafe=decision.failsafe)
         self.last_decisions[fam] = decision
+        self._observe(fam, decision)
         allowed = decision.allowed
         due = allowed != run.applied or (
             allowed.kind is not SetpointKind.NONE
@@ -323,6 +327,14 @@ class Control:
             run.task = asyncio.create_task(self._apply(fam, device, run, allowed, decision, cmd))
             if cmd is not None and not run.started:
                 await asyncio.shield(run.task)  # the first actuation is awaited: acks in order
+
+    def _observe(self, fam: str, decision: Decision | None) -> None:
+        if self.on_decision is None:
+            return
+        try:
+            self.on_decision(fam, decision)
+        except Exception as exc:  # an observer's bug must not stop control
+            self.log.warning("decision observer failed", error=str(exc))
 
     async def _apply(
         self, fam: str, device: Any, run: Running, allowed: Setpoint, decision: Decision, cmd: Any
@@ -336,6 +348,7 @@ class Control:
                 await self._actuate(fam, device, allowed, run)
         except DeviceError as exc:
             log.warning("device did not take the setpoint", setpoint=allowed.kind, error=str(exc))
+            self._observe(fam, None)
             if cmd is not None and self.commands is not None and run.key and not run.aborted:
                 run.aborted = True
                 await self.commands.aborted(run.key[0], run.key[1], f"device: {exc}")

@@ -105,6 +105,8 @@ class Uplink:
     telemetry: Callable[[], dict[str, Any]] | None = None
     state_extra: Callable[[], dict[str, Any]] | None = None
     password: str | None = None
+    #: Hears each slot record the backend acknowledged (the metrics' slot-to-ack delay).
+    on_slot_acked: Callable[[dict[str, Any]], None] | None = None
     window: int = 100
     name: str = "uplink"
     stats: UplinkStats = field(default_factory=UplinkStats)
@@ -117,6 +119,7 @@ class Uplink:
         self._connected = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._sent_at: dict[int, float] = {}
+        self._awaiting: dict[int, dict[str, Any]] = {}  # for on_slot_acked only
         self._acked_upto = 0  # acknowledged by the backend, maybe not yet written to the store
         self._ack_dirty = asyncio.Event()
         self._since = iso(clock_now(self.clock))
@@ -294,6 +297,8 @@ class Uplink:
     ) -> None:
         await self._bucket.take()
         self._sent_at[seq] = self.clock.monotonic()
+        if self.on_slot_acked is not None:
+            self._awaiting[seq] = {k: record.get(k) for k in ("seq", "slot_start", "source")}
         await client.publish(self.topics.slot, canonical_json(record), qos=1, timeout=30)
         self.stats.published += 1
 
@@ -335,8 +340,19 @@ class Uplink:
         for s in done:
             del self._sent_at[s]
         self._acked_upto = seq
+        self._tell_acked(seq)
         self._ack_dirty.set()
         self._wake.set()
+
+    def _tell_acked(self, upto: int) -> None:
+        if self.on_slot_acked is None:
+            return
+        for s in sorted(k for k in self._awaiting if k <= upto):
+            record = self._awaiting.pop(s)
+            try:
+                self.on_slot_acked(record)
+            except Exception as exc:  # an observer's bug must not lose the ack
+                self.log.warning("slot ack observer failed", error=str(exc))
 
     async def _persist_acks(self) -> None:
         """Write acknowledgements to the store in batches.

@@ -73,6 +73,7 @@ class CommandManager:
         clock: Clock,
         publish_ack: PublishAck,
         rng: random.Random | None = None,
+        on_ack: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.site = site
@@ -80,6 +81,8 @@ class CommandManager:
         self.clock = clock
         self._publish_ack = publish_ack
         self._rng = rng or random.Random()
+        #: Hears every acknowledgement once, when it is produced (metrics count them by status).
+        self.on_ack = on_ack
         self.log = get_logger("chisan.commands", site=site)
         validate.load_schemas()
         self._key, self.key_problem = validate.load_public_key(cfg.public_key_file)
@@ -522,6 +525,12 @@ class CommandManager:
         not yet out when the call is cancelled (the uplink tears a dead connection's tasks
         down) are kept too."""
         pending = list(acks)
+        if self.on_ack is not None:
+            for one in pending:
+                try:
+                    self.on_ack(one)
+                except Exception as exc:  # an observer's bug must not lose the ack
+                    self.log.warning("ack observer failed", error=str(exc))
         try:
             async with self._publish_lock:
                 if self._outbox:
