@@ -129,32 +129,6 @@ async def test_backlog_of_a_day_drains_after_broker_returns(tmp_path: Path) -> N
             broker.stop()
 
 
-async def test_broker_kill9_mid_backlog_loses_nothing(tmp_path: Path) -> None:
-    port = free_port()
-    broker = Mosquitto(tmp_path / "broker", port)
-    broker.start()
-    store = open_store(tmp_path)
-    add_slots(store, 1440)
-    uplink = Uplink(mqtt_cfg(port, resend_per_s=400, ack_timeout_s=3), SITE, store, SystemClock())
-    try:
-        async with FakeBackend(port) as backend, running(uplink):
-            await backend.wait_for(lambda: len(backend.records) > 100, timeout=30)
-            broker.kill9()
-            killed_at = len(backend.records)
-            assert store.backlog_count() > 0
-            await asyncio.sleep(0.5)
-            broker.start()
-            await backend.wait_for(lambda: store.backlog_count() == 0, timeout=60)
-    finally:
-        broker.stop()
-    assert killed_at < 1440
-    expected = {(SITE, rec["slot_start"], 1) for rec in store.records_by_seq(1, 1440)}
-    assert set(backend.records) == expected  # every record stored exactly once at the backend
-    assert backend.acked_upto == 1440
-    assert backend.invalid == []
-    assert uplink.stats.connects >= 2
-
-
 async def test_malformed_and_unknown_acks_are_ignored(tmp_path: Path, mosquitto: Mosquitto) -> None:
     store = open_store(tmp_path)
     add_slots(store, 3)
