@@ -32,6 +32,7 @@ from gateway.slots import (
     slot_value,
     slots_between,
 )
+from gateway.store import DiskFull, StoreError
 
 #: The meter updates EA/EB shortly after each boundary; read a little later.
 READ_DELAY = timedelta(seconds=20)
@@ -59,7 +60,7 @@ class SettlementStore(Protocol):
 
     def get_json(self, key: str) -> Any: ...
 
-    def put_json(self, key: str, value: Any) -> None: ...
+    def put_json(self, key: str, value: Any, critical: bool = True) -> None: ...
 
 
 DeviceCounters = Callable[[], Awaitable[dict[str, int | None]]]
@@ -90,13 +91,27 @@ class Settlement:
 
     async def run(self) -> None:
         await self._await_meter()
-        await self.settle()
+        await self._settle_logged()
         while True:
             now = self.now()
             boundary = slot_start(now) + SLOT
             await self.clock.sleep(max(0.0, (boundary + READ_DELAY - now).total_seconds()))
-            await self.read_boundary(boundary)
+            try:
+                await self.read_boundary(boundary)
+            except StoreError as exc:
+                self.log.error("boundary not stored", boundary=iso(boundary), error=str(exc))
+            await self._settle_logged()
+
+    async def _settle_logged(self) -> None:
+        """Settle; a store that cannot write (disk full) is logged and retried next boundary.
+
+        Restarting the component would not help and would only hammer a full disk: the meter
+        keeps its history, so every slot missed meanwhile is settled once space returns.
+        """
+        try:
             await self.settle()
+        except StoreError as exc:
+            self.log.error("settlement postponed: store cannot write", error=str(exc))
 
     async def _await_meter(self) -> None:
         """Give the meter time to join before judging any slot: a fresh start must not publish
@@ -152,7 +167,11 @@ class Settlement:
         except DeviceError as exc:
             self.log.info("device counters unavailable", error=str(exc))
             return
-        self.store.put_json(key, counters)
+        try:
+            # Informational sub-metering: the first thing shed when the disk is nearly full.
+            self.store.put_json(key, counters, critical=False)
+        except DiskFull as exc:
+            self.log.warning("device counters not stored", error=str(exc))
 
     # ------------------------------------------------------------------ time
 

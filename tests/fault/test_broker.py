@@ -72,7 +72,7 @@ async def test_broker_down_for_72_hours(tmp_path: Path) -> None:
     port = free_port()
     broker = Mosquitto(tmp_path / "broker", port)
     store = open_store(tmp_path)
-    clock = AcceleratedClock(14400.0, start=DAY)  # 72 h in 18 s
+    clock = AcceleratedClock(28800.0, start=DAY)  # 72 h in 9 s
     uplink = Uplink(mqtt_cfg(port, reconnect_min_s=1, reconnect_max_s=300), SITE, store, clock)
     async with running(uplink):
         for n in range(72 * 2):
