@@ -19,6 +19,7 @@ from gateway.settlement import Settlement
 from gateway.slots import SLOT, iso, slot_start
 from gateway.store import Store
 from tests.gateway.test_settlement import MOD, SITE, ScriptedMeter
+from tests.support.faults import seeded_rng, size
 
 TRUE_START = datetime(2026, 11, 27, 0, 10, tzinfo=JST)
 
@@ -104,3 +105,25 @@ async def test_boot_at_1970_then_ntp_sync(tmp_path: Path) -> None:
     recs = check(store, true.now(), datetime(2026, 11, 27, tzinfo=JST))
     assert all(not str(r["created_at"]).startswith("1970") for r in recs)
     assert store.get_json("settlement.epoch") == "2026-11-27T00:00:00+09:00"
+
+
+async def test_random_clock_steps(tmp_path: Path) -> None:
+    """Steps of up to an hour either way at random moments: one day in CI, a week long."""
+    rng = seeded_rng("clock steps")
+    days = size(1, 7)
+    true = ManualClock(TRUE_START)
+    gw = ManualClock(TRUE_START, monotonic_start=777.0)
+    store = open_store(tmp_path)
+    settlement = Settlement(SITE, HonestMeter(true), store, gw, backfill_days=2)
+    minutes = days * 24 * 60
+    jumps: dict[int, timedelta | datetime] = {
+        rng.randrange(1, minutes): timedelta(minutes=rng.choice((-60, -45, -30, -1, 1, 30, 60)))
+        for _ in range(size(6, 40))
+    }
+    task = asyncio.create_task(settlement.run())
+    try:
+        await run_for(true, gw, minutes, jumps)
+        await run_for(true, gw, 60, {0: true.now()})  # NTP puts it right; one more hour
+    finally:
+        task.cancel()
+    check(store, true.now(), datetime(2026, 11, 27, tzinfo=JST))
