@@ -19,7 +19,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 
 import pytest
@@ -39,13 +39,37 @@ class Zygote:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.committed = 0  # highest seq a child reported as committed
+        # One reader task owns the pipe: a readline() cancelled by a timeout can lose the line
+        # it had just read, so waits time out on an event instead.
+        self._lines: deque[list[str]] = deque()
+        self._arrived = asyncio.Event()
+        self._reader = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        while raw := await self.proc.stdout.readline():
+            self._lines.append(raw.decode().split())
+            self._arrived.set()
+        self._lines.append(["eof"])
+        self._arrived.set()
+
+    async def closed(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._reader, 10)
 
     async def line(self, timeout: float = 20) -> list[str]:
-        assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
-        if not raw:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._lines:
+            self._arrived.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), left)
+        words = self._lines.popleft()
+        if words == ["eof"]:
             raise RuntimeError("zygote exited")
-        words = raw.decode().split()
         if words and words[0] == "seq":
             self.committed = max(self.committed, int(words[1]))
         return words
@@ -156,6 +180,7 @@ async def test_daemon_kill9_at_random_points_loses_nothing(
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+        await zygote.closed()
     print(f"kills at named points: {dict(hit)}; records: {zygote.committed}")
     assert set(hit) == set(POINTS), f"some kill points were never reached: {dict(hit)}"
     store = open_store(tmp_path)
