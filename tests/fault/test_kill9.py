@@ -124,6 +124,7 @@ async def test_daemon_kill9_at_random_points_loses_nothing(
     rounds = size(200, 1000)
     rng = seeded_rng("kill9")
     db = tmp_path / "chisan.db"
+    errors = tmp_path / "children.stderr"
     store = open_store(tmp_path)
     add_slots(store, 300)
     store.close()
@@ -138,7 +139,7 @@ async def test_daemon_kill9_at_random_points_loses_nothing(
         cwd=REPO,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=errors.open("wb"),
     )
     zygote = Zygote(proc)
     hit: Counter[str] = Counter()
@@ -154,7 +155,10 @@ async def test_daemon_kill9_at_random_points_loses_nothing(
                     code = await zygote.exited(pid, 10)
                 elif point:
                     hit[point] += 1
-                assert code == -9, f"round {n}: child ended with {code}, not by SIGKILL"
+                assert code == -9, (
+                    f"round {n}: child ended with {code}, not by SIGKILL; its stderr ends with:\n"
+                    + errors.read_text(errors="replace")[-3000:]
+                )
                 check = Store.open_readonly(db, SITE)
                 try:
                     assert check.integrity_check() == "ok", f"round {n}"

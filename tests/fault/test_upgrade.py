@@ -11,6 +11,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway import provenance, store
 from gateway.clock import SystemClock
 from gateway.uplink import Uplink
@@ -56,6 +58,7 @@ def write_v1(db: Path, total: int, delivered: int) -> list[dict[str, object]]:
     return records
 
 
+@pytest.mark.timeout(900)
 async def test_v1_backlog_drains_after_upgrade(tmp_path: Path, mosquitto: Mosquitto) -> None:
     total, delivered = size(2000, 20000), 500
     db = tmp_path / "chisan.db"
@@ -73,7 +76,7 @@ async def test_v1_backlog_drains_after_upgrade(tmp_path: Path, mosquitto: Mosqui
             backend.records[(SITE, str(r["slot_start"]), 1)] = r
         backend.acked_upto = delivered
         async with running(uplink):
-            await backend.wait_for(lambda: st.backlog_count() == 0, timeout=110)
+            await backend.wait_for(lambda: st.backlog_count() == 0, timeout=size(100, 800))
     assert backend.acked_upto == total
     assert sorted(backend.by_seq) == list(range(1, total + 1))
     sent = [doc["seq"] for sub, doc in backend.messages if sub == "slot"]

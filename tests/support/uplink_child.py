@@ -31,7 +31,8 @@ from gateway.store import Store
 from gateway.uplink import Uplink
 
 SITE = "sg-0001"
-START = datetime(2026, 10, 1, tzinfo=JST)
+#: Far before the records the tests prepare (from 2026-11-26): 1,000 kills append ~10,000 slots.
+START = datetime(2025, 1, 1, tzinfo=JST)
 
 #: Where a child may kill itself: after an append committed (not yet published); after the
 #: broker's PUBACK of a record (the backend may not have it yet); on the backend's ack before it
