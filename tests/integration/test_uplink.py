@@ -1,7 +1,8 @@
 """The uplink against a real mosquitto and a fake backend that stores and acknowledges.
 
-Nothing is lost: a backlog drains after the broker returns, a broker killed mid-backlog loses
-nothing, malformed or unknown acks are ignored, every published message matches its schema.
+Nothing is lost: a backlog drains after the broker returns, malformed or unknown acks are
+ignored, every published message matches its schema. Broker and gateway crashes are in
+tests/fault (test_broker.py, test_kill9.py).
 """
 
 from __future__ import annotations
