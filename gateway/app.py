@@ -181,6 +181,7 @@ class Gateway:
             queue_alarm,
             self.cfg.store.path,
             meter_up=(lambda: str(meter.state) == "up") if meter is not None else None,
+            store_reserve=store.restore_reserve,
         )
         self.health = health
         self.components.extend([self.control, server, reporter, health])

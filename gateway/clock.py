@@ -94,6 +94,10 @@ class ManualClock:
             self._mono += delta
             self._wake()
 
+    def step_wall(self, when: datetime) -> None:
+        """An NTP step (or an RTC-less boot): wall time jumps, monotonic time does not."""
+        self._wall = when.astimezone(JST)
+
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("use set() to step wall time backwards")

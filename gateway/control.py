@@ -477,6 +477,9 @@ class Control:
         if not fs.active and not self._failsafe_alarmed:
             # The start-up wait for fresh meter data is not an incident worth an alarm.
             self.log.info("meter data fresh: forced control and DR enabled")
+            # No alarm, but the retained state said fail-safe since start-up: correct it.
+            if self.on_state_change is not None:
+                await self.on_state_change()
             return
         self._failsafe_alarmed = fs.active
         decision = self.last_decisions.get("battery")

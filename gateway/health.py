@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.clock import Clock
-from gateway.logs import get_logger
+from gateway.logs import get_logger, shed_logs
 from gateway.slots import iso
 
 #: adjtimex(2) returns TIME_ERROR (5) while the kernel clock is not synchronised (no NTP).
@@ -52,6 +52,8 @@ class HealthMonitor:
     meter_lost_after_s: float = 300.0
     disk_min_free: float = 0.05
     check_clock: Callable[[], bool | None] = clock_synchronised
+    #: The store's space reserve: True when it holds it (tries to take it back when it does not).
+    store_reserve: Callable[[], bool] | None = None
     period_s: float = 60.0
     name: str = "health"
     active: dict[str, bool] = field(default_factory=dict)
@@ -67,10 +69,15 @@ class HealthMonitor:
 
     def check(self) -> None:
         free = disk_free_fraction(self.store_path)
+        reserve_ok = self.store_reserve() if self.store_reserve is not None else True
+        full = (free is not None and free < self.disk_min_free) or not reserve_ok
+        # Logs share the disk (journald): only warnings and errors while it is full.
+        shed_logs(full)
         self._set(
             "disk_full",
-            free is not None and free < self.disk_min_free,
-            f"disk nearly full: {(free or 0) * 100:.1f} % free at {self.store_path}",
+            full,
+            f"disk nearly full: {(free or 0) * 100:.1f} % free at {self.store_path}"
+            + ("" if reserve_ok else "; low-priority data and info logs shed"),
             "disk space back above the limit",
         )
         synced = self.check_clock()

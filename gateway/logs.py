@@ -126,3 +126,24 @@ def _plain_exc(sio: TextIO, exc_info: Any) -> None:
 def get_logger(name: str = "chisan", **bound: Any) -> Any:
     """A bound logger; drivers pass ``device=<name>`` so every line says which device spoke."""
     return structlog.stdlib.get_logger(name).bind(**bound)
+
+
+class _WarningsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+
+_SHED = _WarningsOnly()
+
+
+def shed_logs(on: bool) -> None:
+    """While the disk is full, drop info and debug lines: they must not take settlement space."""
+    for handler in logging.getLogger().handlers:
+        if on:
+            handler.addFilter(_SHED)
+        else:
+            handler.removeFilter(_SHED)
+
+
+def logs_shed() -> bool:
+    return any(_SHED in h.filters for h in logging.getLogger().handlers)

@@ -32,12 +32,19 @@ from gateway.slots import (
     slot_value,
     slots_between,
 )
+from gateway.store import DiskFull, StoreError
 
 #: The meter updates EA/EB shortly after each boundary; read a little later.
 READ_DELAY = timedelta(seconds=20)
 #: A slot still unmeasured this long after its end is published as missing.
 MISSING_GRACE = timedelta(minutes=15)
 EPOCH_KEY = "settlement.epoch"
+#: A system clock before this has not been set yet (a board without a battery-backed clock,
+#: booted before NTP): no slot is judged by it until the meter has told us its time.
+CLOCK_FLOOR = datetime(2025, 1, 1, tzinfo=JST)
+#: Boundaries are looked up up to and including "now": judged by the meter's time, now can be
+#: exactly the boundary just read.
+_INCLUSIVE = timedelta(seconds=1)
 
 
 class SettlementStore(Protocol):
@@ -53,7 +60,7 @@ class SettlementStore(Protocol):
 
     def get_json(self, key: str) -> Any: ...
 
-    def put_json(self, key: str, value: Any) -> None: ...
+    def put_json(self, key: str, value: Any, critical: bool = True) -> None: ...
 
 
 DeviceCounters = Callable[[], Awaitable[dict[str, int | None]]]
@@ -76,18 +83,35 @@ class Settlement:
     def __post_init__(self) -> None:
         self.log = get_logger("chisan.settlement", site=self.site)
         self._lock = asyncio.Lock()
+        #: The newest boundary the meter reported live, and the monotonic time we heard it.
+        self._meter_seen: tuple[datetime, float] | None = None
+        self._clock_warned = False
 
     # ------------------------------------------------------------------ component
 
     async def run(self) -> None:
         await self._await_meter()
-        await self.settle()
+        await self._settle_logged()
         while True:
-            now = self.clock.now()
+            now = self.now()
             boundary = slot_start(now) + SLOT
             await self.clock.sleep(max(0.0, (boundary + READ_DELAY - now).total_seconds()))
-            await self.read_boundary(boundary)
+            try:
+                await self.read_boundary(boundary)
+            except StoreError as exc:
+                self.log.error("boundary not stored", boundary=iso(boundary), error=str(exc))
+            await self._settle_logged()
+
+    async def _settle_logged(self) -> None:
+        """Settle; a store that cannot write (disk full) is logged and retried next boundary.
+
+        Restarting the component would not help and would only hammer a full disk: the meter
+        keeps its history, so every slot missed meanwhile is settled once space returns.
+        """
+        try:
             await self.settle()
+        except StoreError as exc:
+            self.log.error("settlement postponed: store cannot write", error=str(exc))
 
     async def _await_meter(self) -> None:
         """Give the meter time to join before judging any slot: a fresh start must not publish
@@ -108,6 +132,7 @@ class Settlement:
                 b = None
             if b is not None:
                 self.accept(b, history=False)
+                self._saw_meter_time(b.at)
                 if b.at >= at:
                     await self._sample_devices(at)
                     return True
@@ -127,6 +152,7 @@ class Settlement:
     async def on_meter_boundary(self, b: Boundary) -> None:
         """The meter's own INF of EA/EB: store it and settle at once."""
         self.accept(b, history=False)
+        self._saw_meter_time(b.at)
         await self._sample_devices(b.at)
         await self.settle()
 
@@ -141,7 +167,59 @@ class Settlement:
         except DeviceError as exc:
             self.log.info("device counters unavailable", error=str(exc))
             return
-        self.store.put_json(key, counters)
+        try:
+            # Informational sub-metering: the first thing shed when the disk is nearly full.
+            self.store.put_json(key, counters, critical=False)
+        except DiskFull as exc:
+            self.log.warning("device counters not stored", error=str(exc))
+
+    # ------------------------------------------------------------------ time
+
+    def _saw_meter_time(self, at: datetime) -> None:
+        at = at.astimezone(JST)
+        if self._meter_seen is None or at >= self._meter_seen[0]:
+            self._meter_seen = (at, self.clock.monotonic())
+
+    def now(self) -> datetime:
+        """The time slots are judged by: the system clock, kept within what the meter says.
+
+        The meter's fixed-time readings carry its own clock. The newest one, plus the monotonic
+        time since we heard it, proves how late it is at least; one slot more is the latest it
+        can be. So a system clock stepped backwards does not hold back settled slots, and
+        one stepped forwards (or a board booted at 1970 and then synchronised) cannot declare a
+        slot missing before the meter has even reached its end.
+        """
+        now = self.clock.now().astimezone(JST)
+        if self._meter_seen is None:
+            return now
+        at, heard = self._meter_seen
+        since = timedelta(seconds=max(0.0, self.clock.monotonic() - heard))
+        bounded = min(max(now, at + since), at + SLOT + since)
+        if bounded != now and not self._clock_warned:
+            self._clock_warned = True
+            self.log.warning(
+                "system clock disagrees with the meter; settling by the meter's time",
+                system=iso(now),
+                meter_boundary=iso(at),
+            )
+        elif bounded == now:
+            self._clock_warned = False
+        return bounded
+
+    async def _clock_known(self) -> bool:
+        """False while neither the system clock nor the meter can say what time it is."""
+        if self._meter_seen is not None or self.clock.now() >= CLOCK_FLOOR:
+            return True
+        try:
+            b = await self.meter.boundary()
+        except DeviceError as exc:
+            self.log.warning("system clock not set and meter silent", error=str(exc))
+            return False
+        if b is None:
+            return False
+        self.accept(b, history=False)
+        self._saw_meter_time(b.at)
+        return True
 
     # ------------------------------------------------------------------ settling
 
@@ -150,7 +228,7 @@ class Settlement:
         raw = self.store.get_json(EPOCH_KEY)
         if isinstance(raw, str):
             return datetime.fromisoformat(raw)
-        first = day_start(self.clock.now().astimezone(JST).date())
+        first = day_start(self.now().date())
         self.store.put_json(EPOCH_KEY, iso(first))
         return first
 
@@ -183,18 +261,20 @@ class Settlement:
     async def settle(self) -> list[dict[str, Any]]:
         """Publish every slot that can be measured or improved; fill gaps; declare missing ones."""
         async with self._lock:
-            now = self.clock.now().astimezone(JST)
+            if not await self._clock_known():
+                return []
+            now = self.now()
             first = self._window(now)
             slots = slots_between(first, now)
             if not slots:
                 return []
             published = self._published(slots)
-            known = self._known(first, now)
+            known = self._known(first, now + _INCLUSIVE)
             sources = {s: str(rec["source"]) for s, (_, rec) in published.items()}
             needed = boundaries_needed(sources, known, first, now)
             if needed:
                 await self._fill(needed, now)
-                known = self._known(first, now)
+                known = self._known(first, now + _INCLUSIVE)
             out = []
             for s in slots:
                 rec = self._settle_slot(s, known, published.get(s), now)
@@ -221,7 +301,7 @@ class Settlement:
         return None
 
     def _append(self, fields: dict[str, Any], rev: int, s: datetime) -> dict[str, Any]:
-        fields = {"site": self.site, **fields, "rev": rev, "created_at": iso(self.clock.now())}
+        fields = {"site": self.site, **fields, "rev": rev, "created_at": iso(self.now())}
         fields.update(self._device_energy(s))
         record = self.store.append_slot(fields)
         self.appended.append(record)

@@ -47,6 +47,12 @@ _REQUIRED = ("site", "slot_start", "rev", "source", "import_wh", "export_wh")
 FIELDS = frozenset((*_REQUIRED, *ENERGY_FIELDS, "created_at"))
 _INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+09:00$")
 _KEY_PREFIX = "store.public_key."
+#: Bytes kept free beside the database for settlement data only (see Store._make_room).
+RESERVE_BYTES = 4 * 1024 * 1024
+#: Below this much free space a write may fail mid-transaction: release the reserve first.
+TRANSACTION_ROOM = 256 * 1024
+#: WAL auto-checkpoint interval (pages) while space is short, instead of SQLite's 1000.
+LOW_SPACE_CHECKPOINT_PAGES = 8
 
 
 class StoreError(Exception):
@@ -63,6 +69,14 @@ class RevisionError(StoreError):
 
 class KeyMismatch(StoreError):
     """The signing key differs from the key that signed the records already stored."""
+
+
+class DiskFull(StoreError):
+    """No room to write: a low-priority write shed to save space, or the disk truly exhausted.
+
+    The daemon keeps running: settlement data wait in the meter's history and are settled once
+    space returns; nothing already stored is touched.
+    """
 
 
 class UnknownSeq(StoreError):
@@ -246,16 +260,29 @@ class Store:
         *,
         clock: Clock | None = None,
         readonly: bool = False,
+        reserve_bytes: int = RESERVE_BYTES,
     ) -> None:
         self.path = Path(path)
         self.site = site
         self.readonly = readonly
+        self.reserve_path = self.path.with_name(self.path.name + ".reserve")
+        self.reserve_bytes = reserve_bytes
+        #: The reserve had to be given up: low-priority writes are shed until space returns.
+        self.low_space = False
         self._key = key
         self._clock = clock
         self._lock = threading.RLock()
         self._log = get_logger("chisan.store", site=site)
         try:
-            self._conn = self._connect_ro() if readonly else self._connect_rw()
+            try:
+                self._conn = self._connect_ro() if readonly else self._connect_rw()
+            except sqlite3.Error:
+                # Restarted on a full disk: even opening needs a little room (the -shm file,
+                # recovering the WAL). That is what the reserve is for.
+                if readonly or not self.reserve_path.exists():
+                    raise
+                self._release_reserve()
+                self._conn = self._connect_rw()
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: {exc}") from None
         except OSError as exc:
@@ -267,6 +294,9 @@ class Store:
         except BaseException:
             self._conn.close()
             raise
+        if not readonly:
+            self._shrink_wal()
+            self.restore_reserve()
 
     @classmethod
     def open_readonly(cls, path: Path, site: str) -> Store:
@@ -351,11 +381,17 @@ class Store:
     # -- transactions
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short IMMEDIATE transaction; COMMIT returns only after the WAL is fsync'ed."""
+    def _write(self, critical: bool = True) -> Iterator[sqlite3.Connection]:
+        """One short IMMEDIATE transaction; COMMIT returns only after the WAL is fsync'ed.
+
+        ``critical`` writes (settlement data, acks, alarms, commands) may use the reserve; others
+        are refused with :class:`DiskFull` once space is short, so they never take the last
+        free blocks from a settlement record.
+        """
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
         with self._lock:
+            self._make_room(critical)
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -367,7 +403,99 @@ class Store:
                         conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                    raise DiskFull(f"{self.path}: disk full: {exc}") from exc
                 raise StoreError(f"{self.path}: {exc}") from exc
+
+    # -- disk space
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def _make_room(self, critical: bool) -> None:
+        """Shed a low-priority write, or give up the reserve to a critical one, when space is short.
+
+        The reserve is a file of ``reserve_bytes`` beside the database: space that logs, other
+        programs or our own low-priority data cannot take, released only for settlement data.
+        """
+        free = self.free_bytes()
+        short = free is not None and free < TRANSACTION_ROOM
+        if not critical:
+            if self.low_space or short:
+                raise DiskFull(
+                    f"{self.path}: disk nearly full: low-priority write shed to keep room for "
+                    "settlement data"
+                )
+            return
+        if short and not self.low_space:
+            self._release_reserve()
+
+    def _release_reserve(self) -> None:
+        self.low_space = True
+        with contextlib.suppress(FileNotFoundError):
+            self.reserve_path.unlink()
+        self._shrink_wal()
+
+    def _shrink_wal(self) -> None:
+        """The WAL only reuses its space after a checkpoint (by default every 1000 pages, 4 MB):
+        keep it short while space is scarce, and give its file back now."""
+        conn = getattr(self, "_conn", None)
+        if conn is None or not self.low_space:
+            return
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute(f"PRAGMA wal_autocheckpoint={LOW_SPACE_CHECKPOINT_PAGES}")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._log.warning(
+            "disk nearly full: released the space reserve for settlement data; "
+            "low-priority writes are shed",
+            path=str(self.path),
+            reserve_bytes=self.reserve_bytes,
+        )
+
+    def restore_reserve(self) -> bool:
+        """Take the reserve back once there is room for it; True when the store has its reserve.
+
+        Called at open and by the health check, so the store recovers by itself when space returns.
+        """
+        if self.reserve_bytes <= 0:
+            self.low_space = False
+            return True
+        with self._lock:
+            try:
+                if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                    self.low_space = False
+                    return True
+            except FileNotFoundError:
+                pass
+            free = self.free_bytes()
+            if free is not None and free < self.reserve_bytes + 2 * TRANSACTION_ROOM:
+                if not self.low_space:
+                    self._release_reserve()
+                return False
+            try:
+                fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, self.reserve_bytes)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    self.reserve_path.unlink()
+                if not self.low_space:
+                    self._release_reserve()
+                self._log.debug("space reserve not restored", error=str(exc))
+                return False
+            if self.low_space:
+                self._log.info("disk space back: space reserve restored", path=str(self.path))
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_autocheckpoint=1000")
+            self.low_space = False
+            return True
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -723,8 +851,9 @@ class Store:
         with self._read() as conn:
             return self._get_json(conn, key, default)
 
-    def put_json(self, key: str, value: Any) -> None:
-        with self._write() as conn:
+    def put_json(self, key: str, value: Any, critical: bool = True) -> None:
+        """Store a cached value; ``critical=False`` ones are shed (:class:`DiskFull`) first."""
+        with self._write(critical) as conn:
             self._put_json(conn, key, value)
 
     def delete_json(self, key: str) -> bool:

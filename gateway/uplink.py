@@ -16,6 +16,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -56,6 +57,7 @@ class UplinkStats:
     resent: int = 0
     acked: int = 0
     bad_acks: int = 0
+    dead_links: int = 0
     connected: bool = False
 
 
@@ -230,8 +232,39 @@ class Uplink:
             group.create_task(self._drain(client))
             group.create_task(self._alarms(client))
             group.create_task(self._persist_acks())
+            group.create_task(self._watchdog(client))
             if self.telemetry is not None:
                 group.create_task(self._telemetry(client))
+
+    async def _watchdog(self, client: aiomqtt.Client) -> None:
+        """Declare the link dead when the broker has been silent for 1.5 keepalive periods.
+
+        paho pings only after a whole keepalive without traffic and gives up one more period
+        later: up to twice the keepalive on a link that silently drops everything (a router
+        losing its NAT entry). On a live link the broker answers that ping, so nothing is ever
+        silent for longer than a keepalive and a second; waiting for half a period more is safe.
+        """
+        limit = 1.5 * self.cfg.keepalive_s
+        paho = client._client  # the last-byte-received stamp is only kept there
+        heard = time.monotonic()
+        while True:
+            stamp = getattr(paho, "_last_bytes_received", None)
+            ping = getattr(paho, "_ping_t", None)
+            if not isinstance(stamp, float) or not isinstance(ping, int | float):
+                return  # pragma: no cover - another paho: rely on its own keepalive
+            # paho also resets the stamp when it sends a ping; while that ping is unanswered,
+            # only bytes that came after it count.
+            if not ping or stamp > ping:
+                heard = max(heard, stamp)
+            silent = time.monotonic() - heard
+            if silent >= limit:
+                self._connected.clear()
+                self.stats.connected = False
+                self.stats.dead_links += 1
+                raise aiomqtt.MqttError(
+                    f"broker silent for {silent:.1f} s (keepalive {self.cfg.keepalive_s} s)"
+                )
+            await asyncio.sleep(min(0.25, limit - silent))
 
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"online": True, "version": self.version, "since": self._since}

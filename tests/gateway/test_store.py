@@ -24,6 +24,7 @@ from gateway import provenance, store
 from gateway.clock import JST, ManualClock
 from gateway.store import (
     SCHEMA_VERSION,
+    DiskFull,
     KeyMismatch,
     RevisionError,
     SchemaTooNew,
@@ -155,6 +156,30 @@ def test_migration_from_v1_keeps_the_backlog_undelivered(db: Path) -> None:
         assert record["seq"] == 11 and record["prev_hash"] == prev
         assert s.ack_upto(8) == 4
         assert s.verify().checked == 11
+
+
+def test_space_reserve_goes_to_settlement_data_only(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The free-space probe is replaced: the real thing is in tests/fault/test_disk_full.py."""
+    s = Store(db, SITE, KEY, reserve_bytes=64 * 1024)
+    assert s.reserve_path.stat().st_size == 64 * 1024 and not s.low_space
+    free = {"bytes": 1000}
+    monkeypatch.setattr(s, "free_bytes", lambda: free["bytes"])
+    with pytest.raises(DiskFull, match="shed"):
+        s.put_json("devices.counters.x", {}, critical=False)
+    assert s.reserve_path.exists() and not s.low_space  # shedding keeps the reserve
+    s.append_slot(fields(0))
+    assert s.low_space and not s.reserve_path.exists()
+    with pytest.raises(DiskFull):
+        s.put_json("devices.counters.x", {}, critical=False)
+    assert not s.restore_reserve()
+    free["bytes"] = 100 * 1024 * 1024
+    assert s.restore_reserve() and not s.low_space
+    assert s.reserve_path.stat().st_size == 64 * 1024
+    s.put_json("devices.counters.x", {}, critical=False)
+    assert s.get_json("devices.counters.x") == {}
+    s.close()
 
 
 # ----------------------------------------------------------------------------- slot records

@@ -59,6 +59,9 @@ class FakeBackend:
     deliveries: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     messages: list[tuple[str, Any]] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
+    #: Deliveries that disagree with an earlier one of the same (site, slot_start, rev) or seq:
+    #: a re-send must be the very same record, or the chain the backend holds would fork.
+    conflicts: list[str] = field(default_factory=list)
     acked_upto: int = 0
 
     def __post_init__(self) -> None:
@@ -115,8 +118,10 @@ class FakeBackend:
         if sub == "slot":
             key = (doc["site"], doc["slot_start"], doc["rev"])
             self.deliveries[key] += 1
-            self.records.setdefault(key, doc)
-            self.by_seq.setdefault(doc["seq"], doc)
+            if self.records.setdefault(key, doc) != doc:
+                self.conflicts.append(f"{key}: delivered twice with different contents")
+            if self.by_seq.setdefault(doc["seq"], doc) != doc:
+                self.conflicts.append(f"seq {doc['seq']}: delivered twice as different records")
             if self.ack:
                 # Acknowledge on every record, duplicates included: an earlier ack may have been
                 # lost with a broker that crashed, and the gateway waits for it.
