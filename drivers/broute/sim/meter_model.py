@@ -101,7 +101,9 @@ class MeterModel:
         self.config = config
         #: Power (W, + import) of simulated devices behind the meter, e.g. the simulated battery's
         #: D3, so that a discharge the gateway commands really shows on E7 and in the counters.
+        #: It is live: it counts from ``start`` on, never in the history before the model started.
         self.extra_load: Callable[[], float] | None = None
+        self._first_live_minute = int(start.timestamp() // 60)
         unit = unit_multiplier(config.unit_code)  # raises on an undefined code
         self.wh_per_count = float(unit * (config.coefficient or 1) * 1000)
         self.modulus = 10**config.digits
@@ -120,7 +122,8 @@ class MeterModel:
 
     def power_at_minute(self, minute: int) -> float:
         """Net power (W, + import) during the minute starting at ``minute`` × 60 s (Unix)."""
-        extra = self.extra_load() if self.extra_load is not None else 0.0
+        live = self.extra_load is not None and minute >= self._first_live_minute
+        extra = self.extra_load() if live and self.extra_load is not None else 0.0
         return self._household(minute) + extra
 
     def _household(self, minute: int) -> float:

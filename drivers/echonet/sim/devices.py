@@ -380,10 +380,12 @@ class SimWaterHeater(SimObject):
         tank_l: int = 460,
         hot_l: float = 200.0,
         heat_rate_l_per_h: float = 120.0,
+        heating_w: float = 1300.0,
         maker_code: int = 0xFFFFFF,
         uid: bytes = b"",
     ) -> None:
         super().__init__(clock, instance, maker_code=maker_code, uid=uid)
+        self.heating_w = heating_w
         self.tank_l = tank_l
         self.hot_l = hot_l
         self.heat_rate_l_per_h = heat_rate_l_per_h
@@ -408,6 +410,11 @@ class SimWaterHeater(SimObject):
     @property
     def heating(self) -> bool:
         return self.on and self.automatic == 0x42 and self.hot_l < self.tank_l
+
+    @property
+    def power_w(self) -> float:
+        """The heat pump's draw, for a simulated meter that sees it (a heat pump: ~1.3 kW)."""
+        return self.heating_w if self.heating else 0.0
 
     def advance(self, start: float, seconds: float) -> None:
         if not self.heating:
