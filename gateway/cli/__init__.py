@@ -236,7 +236,9 @@ def demo(
                 param_hint=name,
             ) from None
     if node == bind:
-        raise click.BadParameter("the node and the gateway need different addresses", "--bind")
+        raise click.BadParameter(
+            "the node and the gateway need different addresses", param_hint="--bind"
+        )
     logs.configure("error", "console")
     sys.exit(
         demo_main(
