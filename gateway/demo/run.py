@@ -38,6 +38,7 @@ from gateway.demo.home import BatteryChoice, SimHome, simulated_home
 from gateway.demo.schedule import due
 from gateway.demo.summary import Summary, render, summarise
 from gateway.demo.view import DemoView, Flows
+from gateway.provenance import load_private, public_key_pem
 from gateway.settlement import EPOCH_KEY
 from gateway.slots import SLOT, day_start, iso, slot_start
 
@@ -277,6 +278,7 @@ async def run_demo(
                 speed=options.speed,
                 wall_s=round(time.monotonic() - wall0, 1),
                 interrupted=stop.is_set(),
+                site_public_key=public_key_pem(load_private(cfg.store.site_key)),
             )
             app.close()
             if options.records_file is not None:

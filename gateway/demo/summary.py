@@ -57,6 +57,8 @@ class Summary:
     dr_delivered_wh: float = 0.0
     clamps: dict[str, int] = field(default_factory=dict)
     alarms: int = 0
+    #: The demo site's signing key (PEM), so a script can verify the records' chain.
+    site_public_key: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
