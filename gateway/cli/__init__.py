@@ -165,10 +165,10 @@ def run(config_path: Path, log_level: str | None) -> None:
 )
 @click.option(
     "--battery",
-    type=click.Choice(["sunspec", "echonet"]),
-    default="sunspec",
+    type=click.Choice(["echonet", "sunspec"]),
+    default="echonet",
     show_default=True,
-    help="The storage battery: a SunSpec (Modbus TCP) inverter or ECHONET.",
+    help="The storage battery: ECHONET Lite on the node, or a SunSpec (Modbus TCP) inverter.",
 )
 @click.option(
     "--start",

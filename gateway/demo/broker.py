@@ -126,9 +126,8 @@ async def _amqtt() -> AsyncIterator[BrokerInfo]:
         "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
     }
     broker = Broker(config)
-    await broker.start()
+    await broker.start()  # returns once the listener is bound
     try:
-        await _wait_listening(port)
         yield BrokerInfo("amqtt", port, "3.1.1")
     finally:
         with contextlib.suppress(Exception):

@@ -22,8 +22,8 @@ from gateway.clock import Clock
 
 
 class BatteryChoice(StrEnum):
-    SUNSPEC = "sunspec"
     ECHONET = "echonet"
+    SUNSPEC = "sunspec"
 
 
 class SimBatteryView(Protocol):
@@ -103,4 +103,6 @@ async def simulated_home(
             view = _EchonetBatteryView(node)
         home = SimHome(emu, node, view, battery, port)
         emu.meter.extra_load = home.behind_the_meter_w
+        meter_model = emu.meter
+        node.pv.profile = lambda: meter_model.pv_at_minute(int(clock.now().timestamp() // 60))
         yield home

@@ -72,7 +72,7 @@ class DemoOptions:
     duration_s: float = 180.0
     speed: float = 400.0
     broker: BrokerChoice = BrokerChoice.AUTO
-    battery: BatteryChoice = BatteryChoice.SUNSPEC
+    battery: BatteryChoice = BatteryChoice.ECHONET
     start: dtime = dtime(5, 0)
     node: str = DEMO_NODE
     #: The gateway's own ECHONET address (UDP 3610).
@@ -257,15 +257,7 @@ async def run_demo(
                     view.feed("info", "time is up: delivering what is still in flight")
                     await _drain(backend, app)
             finally:
-                sup.stop()
-                for task in tasks[2:]:
-                    task.cancel()
-                if len(tasks) > 1:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(tasks[1], 10)
-                if tasks:
-                    tasks[0].cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await _stop(sup, tasks)
             summary = summarise(
                 backend,
                 gateway_records=app.store.max_seq(),
@@ -288,6 +280,18 @@ async def run_demo(
     return summary
 
 
+async def _stop(sup: Any, tasks: list[asyncio.Task[None]]) -> None:
+    """Stop the gateway first (so it can still publish), then the rest; never wait forever."""
+    sup.stop()
+    gateway = tasks[1:2]
+    if gateway:
+        await asyncio.wait(gateway, timeout=10)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=5)
+
+
 def _header(broker: BrokerInfo, home: SimHome, options: DemoOptions, begin: datetime) -> str:
     battery = (
         f"SunSpec inverter 127.0.0.1:{home.modbus_port}"
@@ -305,13 +309,30 @@ def _header(broker: BrokerInfo, home: SimHome, options: DemoOptions, begin: date
 def main(options: DemoOptions) -> int:
     """Run the demo; print the summary (JSON on stdout with ``json``). 0 unless it failed."""
     console = Console(stderr=options.json)
+    if not console.is_terminal:  # a log or a pipe: whole lines, not wrapped at 80 columns
+        console = Console(stderr=options.json, width=max(console.width, 120), soft_wrap=True)
+    loop = asyncio.new_event_loop()
     try:
-        summary = asyncio.run(run_demo(options, console))
+        summary = loop.run_until_complete(run_demo(options, console))
     except BrokerUnavailable as exc:
         console.print(f"[red]chisan demo: {exc}[/red]")
         return 2
+    except OSError as exc:  # e.g. the node's UDP 3610 is taken by another demo or device
+        console.print(
+            f"[red]chisan demo: cannot start the simulated home: {exc}[/red] "
+            "(another demo running? choose other loopback addresses with --node/--bind)"
+        )
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
+    finally:
+        # A library task that ignores cancellation must not keep the demo from ending.
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
+        loop.close()
     render(summary, console)
     if options.json:
         print(json.dumps(summary.to_json(), ensure_ascii=False, indent=2))

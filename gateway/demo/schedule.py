@@ -3,8 +3,9 @@
 Around noon the neighbourhood's PV floods the grid, so the market buys consumption (上げDR): the
 battery charges harder than the surplus alone would push it and the EcoCute heats its tank by day
 instead of at night. In the evening peak it buys supply (下げDR): the battery discharges beyond
-the house's own load and exports the rest. The plan is pure (times of day); :func:`due` turns it
-into concrete windows as the simulated clock passes each command's issue time.
+the house's own load and exports the rest. Together the midday loads exceed the PV surplus, so
+the 上げDR shows as import above the baseline. The plan is pure (times of day); :func:`due`
+turns it into concrete windows as the simulated clock passes each command's issue time.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Planned:
 
 
 DAY_PLAN: tuple[Planned, ...] = (
-    Planned("up-battery", "上げDR", "battery_charge", time(10, 30), time(13, 30), 2500),
+    Planned("up-battery", "上げDR", "battery_charge", time(10, 30), time(13, 30), 3000),
     Planned("up-water", "上げDR", "water_heater_heat", time(11, 0), time(13, 0), 1300),
     Planned(
         "down-battery",

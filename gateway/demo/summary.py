@@ -1,21 +1,27 @@
 """The demo's closing figures, computed from what the reference backend stored and was told.
 
-Energy comes from the settled slot records (newest revision per slot, the market's view), DR
-performance from the gateway's own ``dr/report`` (High 4 of 5 baseline, gateway/dr.py), clamps
-from the ``clamped`` acknowledgements (one per command revision, by rule id).
+Energy comes from the settled slot records (newest revision per slot, the market's view). DR
+performance is judged twice with the same baseline code (gateway/baseline.py, High 4 of 5): by the
+gateway, per command, in its ``dr/report``; and by the market, per DR event (the union of one
+direction's command windows, since commands that overlap act on the same meter and their
+reports would count the same energy twice), from the records it stored. Clamps come from the
+``clamped`` acknowledgements (one per command revision, by rule id).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from gateway.demo.backend import ReferenceBackend
+from gateway.baseline import Direction, Event, compute
+from gateway.demo.backend import ReferenceBackend, SentCommand
+from gateway.dr import DIRECTIONS
+from gateway.slots import iso
 
 
 @dataclass
@@ -29,6 +35,22 @@ class CommandSummary:
     statuses: list[str]
     delivered_wh_device: float | None
     report: dict[str, Any] | None
+
+
+@dataclass
+class EventSummary:
+    """One DR event as the market settles it from the slot records it holds."""
+
+    label: str
+    direction: str
+    start: str
+    end: str
+    commands: list[str]
+    ok: bool
+    reason: str | None
+    baseline_wh: float | None
+    actual_wh: int | None
+    delivered_wh: float | None
 
 
 @dataclass
@@ -54,7 +76,9 @@ class Summary:
     commands_sent: int
     commands_acked: int
     commands: list[CommandSummary] = field(default_factory=list)
-    dr_delivered_wh: float = 0.0
+    events: list[EventSummary] = field(default_factory=list)
+    #: Delivered energy of the reported events by direction ("up": 上げDR, "down": 下げDR).
+    dr_delivered_wh: dict[str, float] = field(default_factory=dict)
     clamps: dict[str, int] = field(default_factory=dict)
     alarms: int = 0
     #: The demo site's signing key (PEM), so a script can verify the records' chain.
@@ -98,11 +122,11 @@ def summarise(
                 report=sent.report,
             )
         )
-    delivered = sum(
-        float(c.report["delivered_wh"])
-        for c in commands
-        if c.report and c.report.get("ok") and c.report.get("delivered_wh") is not None
-    )
+    events = market_events(backend, newest)
+    delivered: dict[str, float] = {}
+    for e in events:
+        if e.ok and e.delivered_wh is not None:
+            delivered[e.direction] = round(delivered.get(e.direction, 0.0) + e.delivered_wh, 1)
     return Summary(
         site=backend.site,
         sim_start=live_from.isoformat(),
@@ -119,11 +143,52 @@ def summarise(
         commands_sent=len(commands),
         commands_acked=sum(1 for c in commands if c.statuses),
         commands=commands,
-        dr_delivered_wh=round(delivered, 1),
+        events=events,
+        dr_delivered_wh=delivered,
         clamps=dict(sorted(clamps.items())),
         alarms=sum(1 for a in backend.alarms if a.get("active")),
         **run,
     )
+
+
+def market_events(
+    backend: ReferenceBackend, newest: dict[str, dict[str, Any]]
+) -> list[EventSummary]:
+    """Each day's commands of one direction as one event, judged from the stored slots."""
+    history: dict[datetime, int | None] = {
+        datetime.fromisoformat(k): r.get("import_wh") for k, r in newest.items()
+    }
+    groups: dict[tuple[date, str], list[SentCommand]] = {}
+    for sent in backend.commands.values():
+        direction = DIRECTIONS.get(sent.dispatch.plan.kind)
+        if direction is not None:
+            groups.setdefault((sent.dispatch.day, direction.value), []).append(sent)
+    out: list[EventSummary] = []
+    for (day, way), sents in sorted(groups.items()):
+        start = min(s.dispatch.start for s in sents)
+        end = max(s.dispatch.end for s in sents)
+        event = Event(start, end, Direction(way))
+        result = compute(history, {day}, event)
+        settled = result.actual_total_wh is not None
+        out.append(
+            EventSummary(
+                label=sents[0].dispatch.plan.label,
+                direction=way,
+                start=iso(start),
+                end=iso(end),
+                commands=[s.dispatch.id for s in sents],
+                ok=result.ok and settled,
+                reason=result.reason if not result.ok else None if settled else "not settled yet",
+                baseline_wh=_r(result.adjusted_total_wh),
+                actual_wh=result.actual_total_wh,
+                delivered_wh=_r(result.delivered_total_wh),
+            )
+        )
+    return out
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def render(summary: Summary, console: Console) -> None:
@@ -163,7 +228,18 @@ def render(summary: Summary, console: Console) -> None:
         else:
             line += "; report pending (20 min after the end)"
         t.add_row(f"  {c.label} {c.kind} {c.start[11:16]}–{c.end[11:16]}", line)
-    t.add_row("DR delivered vs baseline", f"{s.dr_delivered_wh} Wh")
+    for e in s.events:
+        if e.ok:
+            text = (
+                f"delivered {e.delivered_wh} Wh: actual {e.actual_wh} Wh vs baseline "
+                f"{e.baseline_wh} Wh"
+            )
+        else:
+            text = str(e.reason)
+        t.add_row(f"  {e.label} event {e.start[11:16]}–{e.end[11:16]} (market)", text)
+    names = {"up": "上げDR", "down": "下げDR"}
+    delivered = ", ".join(f"{names.get(k, k)} {v} Wh" for k, v in s.dr_delivered_wh.items())
+    t.add_row("DR delivered vs baseline", delivered or "no report yet")
     clamps = ", ".join(f"{k} ×{v}" for k, v in s.clamps.items()) or "none"
     t.add_row("interlock clamps", clamps)
     t.add_row("alarms raised", str(s.alarms))

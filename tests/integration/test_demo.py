@@ -4,7 +4,8 @@ Each run is checked against what its reference backend stored (``--records``): t
 counts and energies must be those of the records, the records must form the gateway's signed,
 gapless chain, and every DR command the backend sent must have been acknowledged. The embedded
 broker run is ended with Ctrl-C (SIGINT) once a command is under way: it must still exit 0 with
-its summary. The mosquitto run goes on past a command's end and its DR report.
+its summary. The mosquitto run goes on past a DR event's end and its report. Between them they
+run both batteries: the SunSpec storage inverter and the ECHONET one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from gateway.baseline import Direction, Event, compute
 from gateway.demo.broker import mosquitto_binary
 from gateway.provenance import parse_public_key, verify_chain
 
@@ -49,8 +52,8 @@ def _lines(stream: Any, into: queue.Queue[str | None]) -> None:
     into.put(None)
 
 
-def wait_for(lines: queue.Queue[str | None], text: str, seconds: float) -> Iterator[str]:
-    """Yield stderr lines until one contains ``text``; fail after ``seconds``."""
+def wait_for(lines: queue.Queue[str | None], pattern: str, seconds: float) -> Iterator[str]:
+    """Yield stderr lines until one matches ``pattern``; fail after ``seconds``."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
@@ -58,11 +61,11 @@ def wait_for(lines: queue.Queue[str | None], text: str, seconds: float) -> Itera
         except queue.Empty:
             break
         if line is None:
-            pytest.fail(f"the demo ended before {text!r}")
+            pytest.fail(f"the demo ended before {pattern!r}")
         yield line
-        if text in line:
+        if re.search(pattern, line):
             return
-    pytest.fail(f"no {text!r} within {seconds} s")
+    pytest.fail(f"no {pattern!r} within {seconds} s")
 
 
 def check(summary: dict[str, Any], records_file: Path) -> list[dict[str, Any]]:
@@ -108,6 +111,7 @@ def test_demo_on_the_embedded_broker_ends_cleanly_on_ctrl_c(tmp_path: Path) -> N
     cmd = demo_command(
         records,
         "--broker=embedded",
+        "--battery=sunspec",
         "--start=10:20",
         "--speed=500",
         "--duration=50",
@@ -126,6 +130,9 @@ def test_demo_on_the_embedded_broker_ends_cleanly_on_ctrl_c(tmp_path: Path) -> N
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
     try:
         seen = list(wait_for(lines, "battery_charge started", 40))
+        stored = r"^\d\d:\d\d slot "  # a slot record of the demo's day reached the backend
+        if not any(re.search(stored, line) for line in seen):
+            seen += list(wait_for(lines, stored, 20))
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=20)
     finally:
@@ -149,9 +156,10 @@ def test_demo_on_mosquitto_runs_a_dr_event_to_its_report(tmp_path: Path) -> None
     cmd = demo_command(
         records,
         "--broker=mosquitto",
+        "--battery=echonet",
         "--start=12:00",
         "--speed=600",
-        "--duration=22",
+        "--duration=24",
         "--node=127.0.5.21",
         "--bind=127.0.5.2",
     )
@@ -160,13 +168,36 @@ def test_demo_on_mosquitto_runs_a_dr_event_to_its_report(tmp_path: Path) -> None
     summary = json.loads(done.stdout)
     assert summary["interrupted"] is False
     assert summary["broker"] == "mosquitto" and summary["mqtt_protocol"] == "5"
-    check(summary, records)
+    assert summary["battery"] == "echonet"
+    stored = check(summary, records)
+
+    # The gateway's own report of the 上げDR water heating (12:00-13:00).
     heat = next(c for c in summary["commands"] if c["kind"] == "water_heater_heat")
     assert heat["statuses"][-1] == "completed", heat
     report = heat["report"]
     assert report is not None, done.stderr[-3000:]
     assert report["ok"] is True, report
     assert len(report["baseline_days"]) == 4  # High 4 of 5
-    # 上げDR: the EcoCute and the charging battery turn the midday export into import.
-    assert report["delivered_wh"] > 0, report
     assert report["actual_wh"] == sum(s["actual_wh"] for s in report["slots"])
+
+    # The market's view of the whole 上げDR event, recomputed here from the stored records.
+    event = next(e for e in summary["events"] if e["direction"] == "up")
+    assert event["ok"] is True, event
+    newest: dict[datetime, dict[str, Any]] = {}
+    for rec in stored:
+        at = datetime.fromisoformat(rec["slot_start"])
+        if at not in newest or rec["rev"] >= newest[at]["rev"]:
+            newest[at] = rec
+    start = datetime.fromisoformat(event["start"])
+    result = compute(
+        {at: r["import_wh"] for at, r in newest.items()},
+        {start.date()},
+        Event(start, datetime.fromisoformat(event["end"]), Direction.UP),
+    )
+    assert result.ok, result.reason
+    assert event["actual_wh"] == result.actual_total_wh
+    assert event["baseline_wh"] == round(result.adjusted_total_wh or 0, 1)
+    assert event["delivered_wh"] == round(result.delivered_total_wh or 0, 1)
+    # Battery charging and the EcoCute together exceed the midday PV surplus: more import.
+    assert event["delivered_wh"] > 0, event
+    assert summary["dr_delivered_wh"]["up"] == event["delivered_wh"]

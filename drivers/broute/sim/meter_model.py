@@ -132,7 +132,6 @@ class MeterModel:
             return float(cfg.fixed_power_w)
         local = minute + 9 * 60
         hour = (local % 1440) / 60
-        day = local // 1440
         demand = cfg.base_load_w
         demand += 900 * _bump(hour, 7.2, 0.7) + 1700 * _bump(hour, 19.5, 1.6)
         demand += 400 * _bump(hour, 12.3, 0.8)
@@ -140,11 +139,21 @@ class MeterModel:
         if episode > 0.82:  # kettle, microwave, dryer: a few minutes at a time
             demand += 300 + 1200 * (episode - 0.82) / 0.18
         demand *= 0.9 + 0.2 * _hash01(cfg.seed + 1, minute)
-        pv = 0.0
-        if 6.0 < hour < 18.0:
-            clear = math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5
-            pv = cfg.pv_peak_w * clear * (0.85 + 0.15 * _hash01(cfg.seed + 2, day))
-        return demand - pv
+        return demand - self.pv_at_minute(minute)
+
+    def pv_at_minute(self, minute: int) -> float:
+        """The rooftop PV's output (W) in that minute: a clear-sky curve, a little less on some
+        days. Public so a simulated PV inverter can report the same power the meter sees."""
+        cfg = self.config
+        if cfg.fixed_power_w is not None:
+            return 0.0
+        local = minute + 9 * 60
+        hour = (local % 1440) / 60
+        day = local // 1440
+        if not 6.0 < hour < 18.0:
+            return 0.0
+        clear = math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5
+        return float(cfg.pv_peak_w * clear * (0.85 + 0.15 * _hash01(cfg.seed + 2, day)))
 
     def power_w(self, when: datetime) -> float:
         return self.power_at_minute(int(when.timestamp() // 60))
