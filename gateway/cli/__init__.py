@@ -56,12 +56,6 @@ def main() -> None:
 
 @main.command("check-config")
 @CONFIG_OPTION
-@click.option(
-    "--bind",
-    default="127.0.0.1",
-    show_default=True,
-    help="Loopback address the gateway's ECHONET side binds (UDP 3610).",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def check_config(config_path: Path, as_json: bool) -> None:
     """Validate a configuration file and list every error."""
