@@ -151,7 +151,7 @@ async def _ticker(view: DemoView) -> None:
 
 async def _warm_up(
     backend: ReferenceBackend, app: Any, begin: datetime, stop: asyncio.Event, deadline: float
-) -> None:
+) -> bool:
     """Until the slot before the demo's start is stored and acked at the backend (the history
     is in), the meter is fresh, or the warm-up has taken too long."""
     last = iso(slot_start(begin) - SLOT)
@@ -162,8 +162,9 @@ async def _warm_up(
             for r in backend.records.values()
         )
         if stored and app.control is not None and not app.control.failsafe:
-            return
+            return True
         await asyncio.sleep(0.1)
+    return False
 
 
 async def _drain(backend: ReferenceBackend, app: Any) -> None:
@@ -249,12 +250,16 @@ async def run_demo(
                         f"warming up at ×{clock.factor:g}: joining the meter, backfilling "
                         f"{backfill} days of its history",
                     )
-                    await _warm_up(backend, app, begin, stop, deadline)
+                    warm = await _warm_up(backend, app, begin, stop, deadline)
                     clock.set_speed(options.speed)
-                    view.feed("info", f"history delivered: running at ×{options.speed:g}")
+                    if not stop.is_set() and time.monotonic() < deadline:
+                        done = "history delivered" if warm else "warm-up cut short"
+                        view.feed("info", f"{done}: running at ×{options.speed:g}")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
-                    view.feed("info", "time is up: delivering what is still in flight")
+                    tasks[2].cancel()  # the backend dispatches nothing more
+                    why = "stopped" if stop.is_set() else "time is up"
+                    view.feed("info", f"{why}: delivering what is still in flight")
                     await _drain(backend, app)
             finally:
                 await _stop(sup, tasks)

@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -201,3 +202,25 @@ def test_demo_on_mosquitto_runs_a_dr_event_to_its_report(tmp_path: Path) -> None
     # Battery charging and the EcoCute together exceed the midday PV surplus: more import.
     assert event["delivered_wh"] > 0, event
     assert summary["dr_delivered_wh"]["up"] == event["delivered_wh"]
+
+
+def test_demo_says_why_when_its_node_address_is_taken(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.5.24", 3610))
+        done = subprocess.run(
+            demo_command(
+                tmp_path / "records.jsonl",
+                "--broker=embedded",
+                "--duration=5",
+                "--node=127.0.5.24",
+                "--bind=127.0.5.5",
+            ),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 2, done.stderr
+    assert "cannot start the simulated home" in done.stderr
+    assert "--node" in done.stderr
+    assert done.stdout == ""
