@@ -89,7 +89,8 @@ async def simulated_home(
     devices: tuple[str, ...] = ("pv", "water_heater")
     if battery is BatteryChoice.ECHONET:
         devices = ("pv", "battery", "water_heater")
-    node = SimNode(node_address, devices=devices, clock=clock, soc_pct=soc_pct)
+    # A 9.8 kWh / 5 kW battery, as the SunSpec inverter: its ratings do not bind the DR setpoints.
+    node = SimNode(node_address, devices=devices, clock=clock, soc_pct=soc_pct, battery_max_w=5000)
     meter = MeterModelConfig(pv_peak_w=4500.0, base_load_w=350.0)
     async with contextlib.AsyncExitStack() as stack:
         emu = await stack.enter_async_context(PtyEmulator(module, meter, clock))

@@ -22,6 +22,7 @@ from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
@@ -138,8 +139,12 @@ async def _dispatcher(backend: ReferenceBackend, app: Any, clock: DemoClock) -> 
     while True:
         if backend.ready.is_set():
             for d in due(clock.now(), sent):
+                try:
+                    await backend.dispatch(d, clock.now())
+                except (aiomqtt.MqttError, RuntimeError) as exc:  # reconnecting: next round
+                    backend.feed("warn", f"could not send {d.id}: {exc}")
+                    break
                 sent.add(d.id)
-                await backend.dispatch(d, clock.now())
         await asyncio.sleep(0.05)
 
 

@@ -164,7 +164,9 @@ def market_events(
         if direction is not None:
             groups.setdefault((sent.dispatch.day, direction.value), []).append(sent)
     out: list[EventSummary] = []
-    for (day, way), sents in sorted(groups.items()):
+    for (day, way), sents in sorted(
+        groups.items(), key=lambda item: min(s.dispatch.start for s in item[1])
+    ):
         start = min(s.dispatch.start for s in sents)
         end = max(s.dispatch.end for s in sents)
         event = Event(start, end, Direction(way))
