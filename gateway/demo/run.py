@@ -1,11 +1,12 @@
 """``chisan demo``: a simulated day of a PV + storage home, in minutes, with nothing installed.
 
 One process holds everything: a private broker (mosquitto, or the embedded amqtt), the simulated
-home (B-route meter emulator on a pseudo-terminal, ECHONET PV + water heater (+ battery) on a
-loopback address, a SunSpec storage inverter on a Modbus TCP port), the reference backend, and the
-gateway itself, built from a generated config file exactly as ``chisan run`` builds it. All of it
-runs on one accelerated clock starting in the early morning, so the DR day plays out: 上げDR at
-the midday surplus, 下げDR with export in the evening peak, and the gateway's DR reports.
+home (B-route meter emulator on a pseudo-terminal, ECHONET PV and water heater on a loopback
+address, the battery on the same ECHONET node or as a SunSpec storage inverter on a Modbus TCP
+port), the reference backend, and the gateway itself, built from a generated config file exactly
+as ``chisan run`` builds it. All of it runs on one accelerated clock starting in the early
+morning, so the DR day plays out: 上げDR at the midday surplus, 下げDR with export in the evening
+peak, and the gateway's DR reports.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import signal
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -29,7 +31,7 @@ from rich.console import Console
 
 from drivers.broute.sim import DEFAULT_PASSWORD, DEFAULT_RBID
 from drivers.readings import BATTERY_POWER_W, BATTERY_SOC_PCT, METER_POWER_W, PV_POWER_W
-from gateway.baseline import BaselineConfig, day_class
+from gateway.baseline import BaselineConfig, DayClass, day_class
 from gateway.clock import JST
 from gateway.demo.backend import ReferenceBackend
 from gateway.demo.broker import BrokerChoice, BrokerInfo, BrokerUnavailable, private_broker
@@ -59,7 +61,7 @@ def baseline_days(day: date, config: BaselineConfig | None = None) -> int:
     pool (5 weekdays, or 3 weekend/holiday days), as a gateway installed that long ago would."""
     cfg = config or BaselineConfig()
     cls = day_class(day, new_year=cfg.new_year_holidays)
-    pool = cfg.weekday_pool if cls.value == "weekday" else cfg.holiday_pool
+    pool = cfg.weekday_pool if cls is DayClass.WEEKDAY else cfg.holiday_pool
     back = found = 0
     while found < pool and back < cfg.lookback_days:
         back += 1
@@ -117,7 +119,7 @@ def _flows(app: Any) -> Flows:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop: asyncio.Event) -> Any:
+def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     """Ctrl-C (or a TERM) ends the demo early, with its summary."""
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
@@ -134,7 +136,8 @@ def _stop_on_signals(stop: asyncio.Event) -> Any:
             loop.remove_signal_handler(sig)
 
 
-async def _dispatcher(backend: ReferenceBackend, app: Any, clock: DemoClock) -> None:
+async def _dispatcher(backend: ReferenceBackend, clock: DemoClock) -> None:
+    """The backend's dispatch desk: each planned command goes out at its issue time."""
     sent: set[str] = set()
     while True:
         if backend.ready.is_set():
@@ -247,7 +250,7 @@ async def run_demo(
                     tasks = [
                         asyncio.create_task(backend.run()),
                         asyncio.create_task(sup.run()),
-                        asyncio.create_task(_dispatcher(backend, app, clock)),
+                        asyncio.create_task(_dispatcher(backend, clock)),
                         asyncio.create_task(_ticker(view)),
                     ]
                     view.feed(
