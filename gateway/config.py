@@ -127,6 +127,7 @@ class LimitsConfig:
     meter_stale_s: float = 60.0
     failsafe_hysteresis_s: float = 120.0
     min_dwell_s: float = 60.0
+    battery_stale_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -847,6 +848,7 @@ def _limits(col: Collector, raw: dict[str, Any], base: Path) -> LimitsConfig:
     stale = t.number("meter_stale_s", d.meter_stale_s, lo=5, hi=3600)
     hyst = t.number("failsafe_hysteresis_s", d.failsafe_hysteresis_s, lo=0, hi=3600)
     dwell = t.number("min_dwell_s", d.min_dwell_s, lo=0, hi=3600)
+    battery_stale = t.number("battery_stale_s", d.battery_stale_s, lo=5, hi=3600)
     if reserve is not None and soc_max is not None and soc_max <= reserve:
         col.add(
             "limits.soc_max_pct",
@@ -864,6 +866,7 @@ def _limits(col: Collector, raw: dict[str, Any], base: Path) -> LimitsConfig:
         meter_stale_s=stale or d.meter_stale_s,
         failsafe_hysteresis_s=hyst if hyst is not None else d.failsafe_hysteresis_s,
         min_dwell_s=dwell if dwell is not None else d.min_dwell_s,
+        battery_stale_s=battery_stale or d.battery_stale_s,
     )
 
 

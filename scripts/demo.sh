@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The demo: set up (as scripts/setup.sh does), then run the gateway on simulated devices.
+# The demo: set up the virtual environment (no broker needed: mosquitto is used when installed,
+# the embedded amqtt broker otherwise), then run a simulated day. Options: .venv/bin/chisan demo --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+CHISAN_SETUP_BROKER=0 bash scripts/setup.sh
 exec .venv/bin/chisan demo "$@"

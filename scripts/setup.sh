@@ -9,7 +9,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 need_apt=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+# CHISAN_SETUP_BROKER=0 (scripts/demo.sh): no mosquitto needed, the demo embeds its broker.
+if [ "${CHISAN_SETUP_BROKER:-1}" != 0 ]; then
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+fi
 "$PY" -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 # systemd-analyze, systemd-sysusers and systemd-tmpfiles check the shipped unit files.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)

@@ -135,18 +135,6 @@ def run(config_path: Path, log_level: str | None) -> None:
         loop.close()
 
 
-@main.command("demo")
-@click.option("--duration", type=float, default=60.0, show_default=True, help="Real seconds.")
-@click.option("--speed", type=float, default=30.0, show_default=True, help="Clock acceleration.")
-def demo(duration: float, speed: float) -> None:
-    """Run the gateway on simulated devices and a private broker (training, review)."""
-    logs.configure("warning", "console")
-    from gateway.demo import main as demo_main
-
-    delivered = demo_main(duration, speed)
-    sys.exit(0 if delivered > 0 else 1)
-
-
 def _register() -> None:
     """Attach the commands that live in their own modules of this package.
 

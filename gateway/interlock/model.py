@@ -150,6 +150,7 @@ class Limits:
             meter_stale_s=float(cfg.meter_stale_s),
             failsafe_hysteresis_s=float(cfg.failsafe_hysteresis_s),
             min_dwell_s=float(cfg.min_dwell_s),
+            battery_stale_s=float(cfg.battery_stale_s),
             fit=fit,
             nominal_voltage_v=nominal_voltage_v,
             export_margin_w=export_margin_w,

@@ -590,3 +590,19 @@ def test_check_config_reports_register_map_mistakes(write_config: WriteConfig) -
         where = int(line.split(":")[1])
         assert line.startswith(f"{path}:") and words in line
         assert key.rpartition(".")[2] in source[where - 1]
+
+
+def test_battery_stale_s_reaches_the_interlock(write_config: WriteConfig) -> None:
+    from gateway.interlock.model import Limits
+
+    cfg = load(write_config(BASE_CONFIG.replace("[limits]", "[limits]\nbattery_stale_s = 900", 1)))
+    assert cfg.limits.battery_stale_s == 900
+    assert Limits.from_config(cfg.limits, fit=cfg.site.fit).battery_stale_s == 900
+    default = load(write_config())
+    assert Limits.from_config(default.limits, fit=False).battery_stale_s == 60
+
+
+def test_battery_stale_s_out_of_range(write_config: WriteConfig) -> None:
+    path = write_config(BASE_CONFIG.replace("[limits]", "[limits]\nbattery_stale_s = 2", 1))
+    issue = only(path)
+    assert issue.path == "limits.battery_stale_s"

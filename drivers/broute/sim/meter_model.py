@@ -101,7 +101,9 @@ class MeterModel:
         self.config = config
         #: Power (W, + import) of simulated devices behind the meter, e.g. the simulated battery's
         #: D3, so that a discharge the gateway commands really shows on E7 and in the counters.
+        #: It is live: it counts from ``start`` on, never in the history before the model started.
         self.extra_load: Callable[[], float] | None = None
+        self._first_live_minute = int(start.timestamp() // 60)
         unit = unit_multiplier(config.unit_code)  # raises on an undefined code
         self.wh_per_count = float(unit * (config.coefficient or 1) * 1000)
         self.modulus = 10**config.digits
@@ -120,7 +122,8 @@ class MeterModel:
 
     def power_at_minute(self, minute: int) -> float:
         """Net power (W, + import) during the minute starting at ``minute`` × 60 s (Unix)."""
-        extra = self.extra_load() if self.extra_load is not None else 0.0
+        live = self.extra_load is not None and minute >= self._first_live_minute
+        extra = self.extra_load() if live and self.extra_load is not None else 0.0
         return self._household(minute) + extra
 
     def _household(self, minute: int) -> float:
@@ -129,7 +132,6 @@ class MeterModel:
             return float(cfg.fixed_power_w)
         local = minute + 9 * 60
         hour = (local % 1440) / 60
-        day = local // 1440
         demand = cfg.base_load_w
         demand += 900 * _bump(hour, 7.2, 0.7) + 1700 * _bump(hour, 19.5, 1.6)
         demand += 400 * _bump(hour, 12.3, 0.8)
@@ -137,11 +139,21 @@ class MeterModel:
         if episode > 0.82:  # kettle, microwave, dryer: a few minutes at a time
             demand += 300 + 1200 * (episode - 0.82) / 0.18
         demand *= 0.9 + 0.2 * _hash01(cfg.seed + 1, minute)
-        pv = 0.0
-        if 6.0 < hour < 18.0:
-            clear = math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5
-            pv = cfg.pv_peak_w * clear * (0.85 + 0.15 * _hash01(cfg.seed + 2, day))
-        return demand - pv
+        return demand - self.pv_at_minute(minute)
+
+    def pv_at_minute(self, minute: int) -> float:
+        """The rooftop PV's output (W) in that minute: a clear-sky curve, a little less on some
+        days. Public so a simulated PV inverter can report the same power the meter sees."""
+        cfg = self.config
+        if cfg.fixed_power_w is not None:
+            return 0.0
+        local = minute + 9 * 60
+        hour = (local % 1440) / 60
+        day = local // 1440
+        if not 6.0 < hour < 18.0:
+            return 0.0
+        clear = math.sin(math.pi * (hour - 6.0) / 12.0) ** 1.5
+        return float(cfg.pv_peak_w * clear * (0.85 + 0.15 * _hash01(cfg.seed + 2, day)))
 
     def power_w(self, when: datetime) -> float:
         return self.power_at_minute(int(when.timestamp() // 60))

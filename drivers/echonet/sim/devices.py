@@ -9,7 +9,7 @@ heats only when told and stops when the tank is full. Everything runs on the inj
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from drivers.echonet.frame import EOJ
@@ -302,6 +302,9 @@ class SimPv(SimObject):
         self.rated_w = rated_w
         self.contract = 0x41 if fit else 0x42
         self.load_w = load_w
+        #: What the panels could produce now (W), when another model owns the weather: e.g. a
+        #: simulated meter's PV, so both report the same sunshine. None: the built-in clear sky.
+        self.profile: Callable[[], float] | None = None
         self.limit_pct = 100
         self.limit_w = rated_w
         self.generated_wh = 0.0
@@ -321,6 +324,8 @@ class SimPv(SimObject):
         self.setter(0xC1, self._set_contract)
 
     def clear_sky_w(self) -> float:
+        if self.profile is not None:
+            return max(0.0, float(self.profile()))
         now = self.clock.now()
         hour = now.hour + now.minute / 60 + now.second / 3600
         if not 6.0 < hour < 18.0:
@@ -380,10 +385,12 @@ class SimWaterHeater(SimObject):
         tank_l: int = 460,
         hot_l: float = 200.0,
         heat_rate_l_per_h: float = 120.0,
+        heating_w: float = 1300.0,
         maker_code: int = 0xFFFFFF,
         uid: bytes = b"",
     ) -> None:
         super().__init__(clock, instance, maker_code=maker_code, uid=uid)
+        self.heating_w = heating_w
         self.tank_l = tank_l
         self.hot_l = hot_l
         self.heat_rate_l_per_h = heat_rate_l_per_h
@@ -408,6 +415,11 @@ class SimWaterHeater(SimObject):
     @property
     def heating(self) -> bool:
         return self.on and self.automatic == 0x42 and self.hot_l < self.tank_l
+
+    @property
+    def power_w(self) -> float:
+        """The heat pump's draw, for a simulated meter that sees it (a heat pump: ~1.3 kW)."""
+        return self.heating_w if self.heating else 0.0
 
     def advance(self, start: float, seconds: float) -> None:
         if not self.heating:

@@ -1,0 +1,109 @@
+"""The simulated home: smart meter on the B-route, ECHONET node, SunSpec storage inverter.
+
+Every device that draws or feeds power sits behind the simulated meter, so what the gateway
+commands shows on the meter's E7 reading and in the 30-minute counters it settles: the battery
+(whichever protocol it speaks) and the EcoCute's heat pump while it heats. The meter's own
+household model supplies the house load and the rooftop PV (clear-sky bell, noon peak; morning and
+evening load peaks), the same curves the ECHONET PV reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from drivers.broute.sim import MeterModelConfig, ModuleConfig, PtyEmulator
+from drivers.echonet.sim import SimNode
+from drivers.modbus.sim import SunSpecSim
+from gateway.clock import Clock
+
+
+class BatteryChoice(StrEnum):
+    ECHONET = "echonet"
+    SUNSPEC = "sunspec"
+
+
+class SimBatteryView(Protocol):
+    """What the demo reads from a simulated battery, whatever protocol it speaks."""
+
+    def power_w(self) -> float: ...  # + charging, − discharging
+
+    def soc_pct(self) -> float: ...
+
+
+@dataclass
+class _EchonetBatteryView:
+    node: SimNode
+
+    def power_w(self) -> float:
+        return float(self.node.battery.power_w)
+
+    def soc_pct(self) -> float:
+        return float(self.node.battery.soc_pct)
+
+
+@dataclass
+class _SunSpecBatteryView:
+    """The one place the demo touches the SunSpec simulator's API."""
+
+    sim: SunSpecSim
+
+    def power_w(self) -> float:
+        return float(self.sim.battery.power_w())
+
+    def soc_pct(self) -> float:
+        return float(self.sim.battery.soc_pct)
+
+
+@contextlib.asynccontextmanager
+async def _sunspec_inverter(clock: Clock, soc_pct: float) -> AsyncIterator[tuple[int, SunSpecSim]]:
+    sim = SunSpecSim(clock, soc_pct=soc_pct, capacity_wh=9800, w_cha_max=5000)
+    async with sim:
+        yield sim.port, sim
+
+
+@dataclass
+class SimHome:
+    emu: PtyEmulator
+    node: SimNode
+    battery: SimBatteryView
+    battery_choice: BatteryChoice
+    modbus_port: int | None
+
+    def water_heater_w(self) -> float:
+        return float(self.node.water_heater.power_w)
+
+    def behind_the_meter_w(self) -> float:
+        return self.battery.power_w() + self.water_heater_w()
+
+
+@contextlib.asynccontextmanager
+async def simulated_home(
+    clock: Clock, node_address: str, battery: BatteryChoice, *, soc_pct: float = 35.0
+) -> AsyncIterator[SimHome]:
+    """Start the meter emulator, the ECHONET node and (optionally) the SunSpec inverter."""
+    module = ModuleConfig(link_delay=0.001, link_jitter=0.0, scan_scale=0.02)
+    devices: tuple[str, ...] = ("pv", "water_heater")
+    if battery is BatteryChoice.ECHONET:
+        devices = ("pv", "battery", "water_heater")
+    # A 9.8 kWh / 5 kW battery, as the SunSpec inverter: its ratings do not bind the DR setpoints.
+    node = SimNode(node_address, devices=devices, clock=clock, soc_pct=soc_pct, battery_max_w=5000)
+    meter = MeterModelConfig(pv_peak_w=4500.0, base_load_w=350.0)
+    async with contextlib.AsyncExitStack() as stack:
+        emu = await stack.enter_async_context(PtyEmulator(module, meter, clock))
+        await stack.enter_async_context(node)
+        view: SimBatteryView
+        port: int | None = None
+        if battery is BatteryChoice.SUNSPEC:
+            port, sim = await stack.enter_async_context(_sunspec_inverter(clock, soc_pct))
+            view = _SunSpecBatteryView(sim)
+        else:
+            view = _EchonetBatteryView(node)
+        home = SimHome(emu, node, view, battery, port)
+        emu.meter.extra_load = home.behind_the_meter_w
+        meter_model = emu.meter
+        node.pv.profile = lambda: meter_model.pv_at_minute(int(clock.now().timestamp() // 60))
+        yield home
