@@ -289,26 +289,40 @@ class _Table:
         if not raw:
             self.col.expected(self.key(name), "a file path", raw)
             return None
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = (self.base / path).resolve()
-        real, managed = secrets.resolve(path)
-        if not real.exists():
-            self.col.add(self.key(name), f"file not found: {path}")
-        elif not real.is_file():
-            self.col.add(self.key(name), f"not a regular file: {path}")
-        elif secret and not managed:
-            problem = secrets.check_private(real)
-            if problem:
-                self.col.add(self.key(name), f"secret file {real} is {problem}")
+        if "\0" in raw:
+            self.col.expected(self.key(name), "a file path (no NUL character)", raw)
+            return None
+        try:
+            path = Path(raw).expanduser()
+            if not path.is_absolute():
+                path = (self.base / path).resolve()
+            real, managed = secrets.resolve(path)
+            if not real.exists():
+                self.col.add(self.key(name), f"file not found: {path}")
+            elif not real.is_file():
+                self.col.add(self.key(name), f"not a regular file: {path}")
+            elif secret and not managed:
+                problem = secrets.check_private(real)
+                if problem:
+                    self.col.add(self.key(name), f"secret file {real} is {problem}")
+        except OSError as exc:  # a name too long, a loop of links, a folder we may not read
+            self.col.add(self.key(name), f"cannot use {raw!r}: {exc.strerror or exc}")
+            return None
         return path
 
     def path_value(self, name: str, default: Path) -> Path:
         raw = self.string(name)
         if raw is None:
             return default
-        path = Path(raw).expanduser()
-        return path if path.is_absolute() else (self.base / path).resolve()
+        if "\0" in raw:
+            self.col.expected(self.key(name), "a path (no NUL character)", raw)
+            return default
+        try:
+            path = Path(raw).expanduser()
+            return path if path.is_absolute() else (self.base / path).resolve()
+        except OSError as exc:
+            self.col.add(self.key(name), f"cannot use {raw!r}: {exc.strerror or exc}")
+            return default
 
     def forbid(self, name: str, message: str) -> None:
         if name in self.data:
@@ -736,6 +750,11 @@ def load(path: Path | str) -> Config:
         raise ConfigError([ConfigIssue(str(source), None, "", "file not found")]) from None
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(source), None, "", exc.strerror or str(exc))]) from None
+    return loads(data, source)
+
+
+def loads(data: bytes, source: Path) -> Config:
+    """Validate config file contents; ``source`` names the file and anchors relative paths."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
