@@ -146,6 +146,9 @@ async def test_the_daemon_works_under_the_acl_and_hears_only_its_own_commands(
 
         # A valid, signed command on another site's topic (only the backend can write there).
         await backend.send(OTHER, "cmd", signer.command(clock, id="for-other"))
+        # ...on a look-alike site's topic, and below our own command topic.
+        await backend.send(LOOKALIKE, "cmd", signer.command(clock, id="for-lookalike"))
+        await backend.send(ME, "cmd/x", signer.command(clock, id="below-cmd"))
         # The same from another site's gateway, and from a look-alike site, onto our topic.
         for site in (OTHER, LOOKALIKE):
             async with gateway_client(acl_broker, site) as intruder:
@@ -159,7 +162,8 @@ async def test_the_daemon_works_under_the_acl_and_hears_only_its_own_commands(
         await backend.send(ME, "cmd", signer.command(clock, id="mine"))
         await until(lambda: "started" in acks(backend, "mine"), 30)
         await asyncio.sleep(0.3)
-        for stray in ("for-other", f"from-{OTHER}", f"from-{LOOKALIKE}"):
+        strays = ("for-other", "for-lookalike", "below-cmd", f"from-{OTHER}", f"from-{LOOKALIKE}")
+        for stray in strays:
             assert acks(backend, stray) == []
             assert app.store.get_command(stray) is None
         assert [c.id for c in app.store.commands()] == ["mine"]
