@@ -3,7 +3,7 @@
 It takes the target's seeds, stacks one to eight byte-level mutations on one (bit flips, byte
 sets, inserts, deletions, duplicated ranges, dictionary tokens, interesting integers, splices with
 another seed), sometimes sends plain random bytes, and runs the target on each result under a
-per-input time bound. It is not coverage guided (atheris is, where installed: see
+per-input bound on CPU time. It is not coverage guided (atheris is, where installed: see
 ``tests.fuzz.atheris_main``); what it offers is speed, determinism (a seed replays a run exactly)
 and running on every machine the tests run on.
 
@@ -131,12 +131,12 @@ def _alarm_handler() -> Iterator[None]:
     def on_alarm(signum: int, frame: object) -> None:
         raise Hang()
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
+    previous = signal.signal(signal.SIGVTALRM, on_alarm)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 def run(
@@ -155,14 +155,17 @@ def run(
     rng = random.Random(f"{target.name}:{seed}")
     mutator = Mutator(target, rng)
     result = Result(target.name)
-    setitimer, clock, real = signal.setitimer, time.perf_counter, signal.ITIMER_REAL
+    # CPU time, not wall time: a busy machine must not turn into findings, and SIGALRM stays
+    # free for pytest-timeout.
+    setitimer, cpu, real = signal.setitimer, time.process_time, signal.ITIMER_VIRTUAL
+    clock = time.perf_counter
     started = clock()
     deadline = started + max_seconds if max_seconds is not None else None
     queue = list(mutator.seeds)
     with _alarm_handler():
         for i in range(inputs):
             data = queue.pop() if queue else mutator.next()
-            t0 = clock()
+            t0 = cpu()
             try:
                 setitimer(real, time_bound_s)
                 try:
@@ -174,7 +177,7 @@ def run(
             except Exception as exc:
                 key = f"{type(exc).__name__} at {_where(exc)}"
                 _record(result, key, f"{type(exc).__name__}: {exc}"[:300], data, findings_dir)
-            spent = clock() - t0
+            spent = cpu() - t0
             if spent > result.slowest_s:
                 result.slowest_s = spent
                 if spent > time_bound_s:
