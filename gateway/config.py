@@ -311,18 +311,23 @@ class _Table:
         return path
 
     def path_value(self, name: str, default: Path) -> Path:
+        return self.optional_path(name) or default
+
+    def optional_path(self, name: str) -> Path | None:
+        """A path that need not exist yet, resolved against the config's folder; None if unset
+        or unusable (then an issue is recorded)."""
         raw = self.string(name)
         if raw is None:
-            return default
+            return None
         if "\0" in raw:
             self.col.expected(self.key(name), "a path (no NUL character)", raw)
-            return default
+            return None
         try:
             path = Path(raw).expanduser()
             return path if path.is_absolute() else (self.base / path).resolve()
         except OSError as exc:
             self.col.add(self.key(name), f"cannot use {raw!r}: {exc.strerror or exc}")
-            return default
+            return None
 
     def forbid(self, name: str, message: str) -> None:
         if name in self.data:
@@ -627,16 +632,14 @@ def _store(col: Collector, raw: dict[str, Any], base: Path) -> StoreConfig:
     t = _Table(col, "store", raw.get("store"), base)
     path = t.path_value("path", StoreConfig.path)
     days = t.integer("backfill_days", 7, lo=0, hi=99)
-    key = t.string("key_file")
-    key_path = None
-    if key is not None:
-        key_path = Path(key).expanduser()
-        if not key_path.is_absolute():
-            key_path = (base / key_path).resolve()
-        if key_path.exists():
-            problem = secrets.check_private(key_path)
-            if problem:
-                col.add("store.key_file", f"secret file {key_path} is {problem}")
+    key_path = t.optional_path("key_file")
+    if key_path is not None:
+        try:
+            problem = secrets.check_private(key_path) if key_path.exists() else None
+        except OSError as exc:
+            problem = f"unusable ({exc.strerror or exc})"
+        if problem:
+            col.add("store.key_file", f"secret file {key_path} is {problem}")
     t.done()
     return StoreConfig(path=path, backfill_days=days if days is not None else 7, key_file=key_path)
 

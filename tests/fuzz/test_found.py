@@ -93,6 +93,8 @@ def _load(text: bytes) -> ConfigError:
         ("broute.password_file", "broute\\u0000password"),
         ("commands.public_key_file", "k\\u0000"),
         ("commands.public_key_file", "a" * 300),
+        ("store.key_file", "site\\u0000key.pem"),
+        ("store.key_file", "a" * 300),
     ],
 )
 def test_unusable_paths_are_config_errors_naming_the_key(section_key: str, value: str) -> None:
