@@ -305,8 +305,9 @@ class _Table:
                 problem = secrets.check_private(real)
                 if problem:
                     self.col.add(self.key(name), f"secret file {real} is {problem}")
-        except OSError as exc:  # a name too long, a loop of links, a folder we may not read
-            self.col.add(self.key(name), f"cannot use {raw!r}: {exc.strerror or exc}")
+        except (OSError, RuntimeError) as exc:
+            # A name too long, a loop of links, a folder we may not read, ~user of no user.
+            self.col.add(self.key(name), f"cannot use {raw!r}: {_why(exc)}")
             return None
         return path
 
@@ -325,8 +326,8 @@ class _Table:
         try:
             path = Path(raw).expanduser()
             return path if path.is_absolute() else (self.base / path).resolve()
-        except OSError as exc:
-            self.col.add(self.key(name), f"cannot use {raw!r}: {exc.strerror or exc}")
+        except (OSError, RuntimeError) as exc:
+            self.col.add(self.key(name), f"cannot use {raw!r}: {_why(exc)}")
             return None
 
     def forbid(self, name: str, message: str) -> None:
@@ -336,6 +337,10 @@ class _Table:
 
     def done(self) -> None:
         self.col.unknown_keys(self.path, self.data, sorted(self.used))
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def _range(lo: float | None, hi: float | None, positive: bool = False) -> str:

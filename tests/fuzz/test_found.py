@@ -95,6 +95,8 @@ def _load(text: bytes) -> ConfigError:
         ("commands.public_key_file", "a" * 300),
         ("store.key_file", "site\\u0000key.pem"),
         ("store.key_file", "a" * 300),
+        ("store.key_file", "~no-such-user-here/key.pem"),
+        ("broute.password_file", "~no-such-user-here/pw"),
     ],
 )
 def test_unusable_paths_are_config_errors_naming_the_key(section_key: str, value: str) -> None:
