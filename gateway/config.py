@@ -321,26 +321,46 @@ class _Table:
         if not raw:
             self.col.expected(self.key(name), "a file path", raw)
             return None
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = (self.base / path).resolve()
-        real, managed = secrets.resolve(path)
-        if not real.exists():
-            self.col.add(self.key(name), f"file not found: {path}")
-        elif not real.is_file():
-            self.col.add(self.key(name), f"not a regular file: {path}")
-        elif secret and not managed:
-            problem = secrets.check_private(real)
-            if problem:
-                self.col.add(self.key(name), f"secret file {real} is {problem}")
+        if "\0" in raw:
+            self.col.expected(self.key(name), "a file path (no NUL character)", raw)
+            return None
+        try:
+            path = Path(raw).expanduser()
+            if not path.is_absolute():
+                path = (self.base / path).resolve()
+            real, managed = secrets.resolve(path)
+            if not real.exists():
+                self.col.add(self.key(name), f"file not found: {path}")
+            elif not real.is_file():
+                self.col.add(self.key(name), f"not a regular file: {path}")
+            elif secret and not managed:
+                problem = secrets.check_private(real)
+                if problem:
+                    self.col.add(self.key(name), f"secret file {real} is {problem}")
+        except (OSError, RuntimeError) as exc:
+            # A name too long, a loop of links, a folder we may not read, ~user of no user.
+            self.col.add(self.key(name), f"cannot use {raw!r}: {_why(exc)}")
+            return None
         return path
 
     def path_value(self, name: str, default: Path) -> Path:
+        return self.optional_path(name) or default
+
+    def optional_path(self, name: str) -> Path | None:
+        """A path that need not exist yet, resolved against the config's folder; None if unset
+        or unusable (then an issue is recorded)."""
         raw = self.string(name)
         if raw is None:
-            return default
-        path = Path(raw).expanduser()
-        return path if path.is_absolute() else (self.base / path).resolve()
+            return None
+        if "\0" in raw:
+            self.col.expected(self.key(name), "a path (no NUL character)", raw)
+            return None
+        try:
+            path = Path(raw).expanduser()
+            return path if path.is_absolute() else (self.base / path).resolve()
+        except (OSError, RuntimeError) as exc:
+            self.col.add(self.key(name), f"cannot use {raw!r}: {_why(exc)}")
+            return None
 
     def forbid(self, name: str, message: str) -> None:
         if name in self.data:
@@ -349,6 +369,10 @@ class _Table:
 
     def done(self) -> None:
         self.col.unknown_keys(self.path, self.data, sorted(self.used))
+
+
+def _why(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def _range(lo: float | None, hi: float | None, positive: bool = False) -> str:
@@ -878,16 +902,14 @@ def _store(col: Collector, raw: dict[str, Any], base: Path) -> StoreConfig:
     t = _Table(col, "store", raw.get("store"), base)
     path = t.path_value("path", StoreConfig.path)
     days = t.integer("backfill_days", 7, lo=0, hi=99)
-    key = t.string("key_file")
-    key_path = None
-    if key is not None:
-        key_path = Path(key).expanduser()
-        if not key_path.is_absolute():
-            key_path = (base / key_path).resolve()
-        if key_path.exists():
-            problem = secrets.check_private(key_path)
-            if problem:
-                col.add("store.key_file", f"secret file {key_path} is {problem}")
+    key_path = t.optional_path("key_file")
+    if key_path is not None:
+        try:
+            problem = secrets.check_private(key_path) if key_path.exists() else None
+        except OSError as exc:
+            problem = f"unusable ({exc.strerror or exc})"
+        if problem:
+            col.add("store.key_file", f"secret file {key_path} is {problem}")
     t.done()
     return StoreConfig(path=path, backfill_days=days if days is not None else 7, key_file=key_path)
 
@@ -1104,6 +1126,11 @@ def load(path: Path | str) -> Config:
         raise ConfigError([ConfigIssue(str(source), None, "", "file not found")]) from None
     except OSError as exc:
         raise ConfigError([ConfigIssue(str(source), None, "", exc.strerror or str(exc))]) from None
+    return loads(data, source)
+
+
+def loads(data: bytes, source: Path) -> Config:
+    """Validate config file contents; ``source`` names the file and anchors relative paths."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

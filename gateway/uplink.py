@@ -96,6 +96,39 @@ class TokenBucket:
             await self.clock.sleep((1 - self.tokens) / self.rate)
 
 
+class AckError(ValueError):
+    """A slot ack that is not ``{"seq": N}`` with N a non-negative integer."""
+
+
+#: An ack is ``{"seq": N}``; anything much longer is not one and is refused unread.
+MAX_ACK_BYTES = 1024
+
+
+def parse_slot_ack(data: bytes) -> int:
+    """The sequence number a backend ack covers; :class:`AckError` for anything else.
+
+    The backend is trusted to store records, not to send well-formed bytes: a malformed ack
+    (deeply nested JSON included, which makes the json module recurse until it gives up) must
+    cost one warning, never the session.
+    """
+    if len(data) > MAX_ACK_BYTES:
+        raise AckError(f"ack of {len(data)} bytes is longer than {MAX_ACK_BYTES}")
+    try:
+        doc = json.loads(data)
+    except RecursionError:
+        raise AckError("ack nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, oversized integers
+        raise AckError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise AckError("ack is not a JSON object")
+    if "seq" not in doc:
+        raise AckError("ack has no seq")
+    seq = doc["seq"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise AckError("seq must be a non-negative integer")
+    return seq
+
+
 @dataclass
 class Uplink:
     cfg: MqttConfig
@@ -353,11 +386,8 @@ class Uplink:
 
     def _handle_ack(self, data: bytes) -> None:
         try:
-            doc = json.loads(data)
-            seq = doc["seq"] if isinstance(doc, dict) else None
-            if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-                raise ValueError("seq must be a non-negative integer")
-        except (ValueError, KeyError, UnicodeDecodeError) as exc:
+            seq = parse_slot_ack(data)
+        except AckError as exc:
             self.stats.bad_acks += 1
             self.log.warning("malformed slot ack ignored", payload=data[:200], error=str(exc))
             return

@@ -172,6 +172,7 @@ class TransportStats:
     malformed_by_source: dict[str, int] = field(default_factory=dict)
     malformed_logged: int = 0
     unmatched: int = 0
+    wrong_object: int = 0
     timeouts: int = 0
     retries: int = 0
     splits: int = 0
@@ -221,6 +222,13 @@ class _Peer:
 class _Pending:
     future: asyncio.Future[Frame]
     expects: tuple[ESV, ...]
+    #: The object asked: only it may answer (instance 0 addresses every instance of the class).
+    asked: EOJ
+
+    def answered_by(self, seoj: EOJ) -> bool:
+        if self.asked.instance == 0:
+            return seoj.class_id == self.asked.class_id
+        return seoj == self.asked
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -606,7 +614,7 @@ class EchonetTransport:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Frame] = loop.create_future()
         key = (host, tid)
-        self._pending[key] = _Pending(future, frame.esv.expected_responses)
+        self._pending[key] = _Pending(future, frame.esv.expected_responses, frame.deoj)
         timeout = self.settings.timeout_s
         try:
             for attempt in range(attempts):
@@ -660,6 +668,18 @@ class EchonetTransport:
             return
         pending = self._pending.get((host, frame.tid))
         if pending is not None and frame.esv in pending.expects:
+            if not pending.answered_by(frame.seoj):
+                # Same node and TID but another object: a confused device or a forgery; taking
+                # it would file one object's values (a PV's power as a battery's) under another.
+                self.stats.wrong_object += 1
+                self._log.warning(
+                    "answer from another object ignored",
+                    host=host,
+                    tid=frame.tid,
+                    asked=str(pending.asked),
+                    answered=str(frame.seoj),
+                )
+                return
             if not pending.future.done():
                 pending.future.set_result(frame)
             return

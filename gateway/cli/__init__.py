@@ -116,9 +116,15 @@ def check_config(config_path: Path, as_json: bool) -> None:
 @click.option("--log-level", type=click.Choice(logs.LEVELS), help="Override [log] level.")
 def run(config_path: Path, log_level: str | None) -> None:
     """Run the gateway daemon (as the systemd service does)."""
+    from gateway.daemon import harden_process, run_daemon
+
+    unhardened = harden_process()  # before the config loader reads the password file
     cfg = load_or_exit(config_path)
     logs.configure(log_level or cfg.log.level, cfg.log.format)
-    from gateway.daemon import run_daemon
+    if unhardened:
+        logs.get_logger("chisan.daemon").warning(
+            "process hardening incomplete", problems=unhardened
+        )
 
     loop = asyncio.new_event_loop()
     try:
