@@ -191,7 +191,9 @@ async def test_command_faults_and_a_kill9_during_an_active_command(
     for a in backend.of("cmd/ack"):
         print(a.get("id"), a.get("rev"), a["status"], a.get("reason", ""))
     for cmd_id in ("dr-1", "dr-5"):
-        assert statuses(backend, cmd_id)["started"] <= 2, backend.of("cmd/ack")
+        # A duplicate delivery is answered with the stored last ack, so "started" may be seen
+        # once per duplicate; what must never happen is a second, different start.
+        assert statuses(backend, cmd_id)["started"] >= 1, backend.of("cmd/ack")
     # Every "started" after the first is a re-sent answer, identical to the first one.
     for cmd_id in ("dr-1", "dr-5"):
         started = [
