@@ -143,6 +143,13 @@ async def test_no_secret_leaks_from_the_daemon_or_the_cli(
             # the records were acknowledged end to end over mqtts.
             await backend.wait_for(lambda: len(backend.records) >= 2, timeout=60)
             proc_files = read_proc(proc.pid)
+            # The installer's commands that talk to the running daemon and to the broker (the
+            # doctor logs in with the MQTT password and makes a test publish).
+            for args in (("status", "--json"), ("doctor", "--json", "--timeout", "20")):
+                done = await asyncio.to_thread(cli, cfg, *args)
+                outputs[" ".join(args)] = done.stdout + done.stderr
+            assert b'"flows"' in outputs["status --json"], outputs["status --json"][-2000:]
+            assert b'"test_publish"' in outputs["doctor --json --timeout 20"]
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
