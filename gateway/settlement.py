@@ -63,7 +63,7 @@ class SettlementStore(Protocol):
     def put_json(self, key: str, value: Any, critical: bool = True) -> None: ...
 
 
-DeviceCounters = Callable[[], Awaitable[dict[str, int | None]]]
+DeviceCounters = Callable[[], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -325,6 +325,8 @@ class Settlement:
             return {}
         out: dict[str, int] = {}
         for key in ("pv_wh", "battery_charge_wh", "battery_discharge_wh"):
+            if key == "pv_wh" and a.get("pv_devices") != b.get("pv_devices"):
+                continue  # sums over different inverters (the config changed): not comparable
             x, y = a.get(key), b.get(key)
             if isinstance(x, int) and isinstance(y, int) and y >= x:
                 out[key] = y - x

@@ -327,6 +327,12 @@ def test_locate_keys_handles_arrays_and_subtables() -> None:
 
 # ------------------------------------------------------------------ Modbus register maps, links
 
+#: The base config without its ECHONET battery: a register-mapped hybrid is the battery here.
+MAP_BASE = BASE_CONFIG.replace(
+    'name = "battery"\nkind = "battery"', 'name = "battery"\nkind = "battery"\nenabled = false'
+)
+assert MAP_BASE != BASE_CONFIG
+
 MAP_DEVICE = """
 [[device]]
 name = "hybrid"
@@ -372,7 +378,7 @@ value = 9.8
 
 
 def test_register_map_is_parsed(write_config: WriteConfig) -> None:
-    cfg = load(write_config(BASE_CONFIG + MAP_DEVICE))
+    cfg = load(write_config(MAP_BASE + MAP_DEVICE))
     dev = cfg.devices[-1]
     assert [r.meaning for r in dev.registers] == [
         "power_w",
@@ -506,7 +512,7 @@ def test_broken_register_map(
 ) -> None:
     old, new = edit
     assert old in MAP_DEVICE, old
-    path = write_config(BASE_CONFIG + MAP_DEVICE.replace(old, new, 1))
+    path = write_config(MAP_BASE + MAP_DEVICE.replace(old, new, 1))
     found = issues_of(path)
     matching = [i for i in found if i.path == key]
     assert matching, f"no issue for {key}: {[str(i) for i in found]}"
@@ -524,19 +530,19 @@ def test_example_register_map_validates(write_config: WriteConfig) -> None:
     lines = ['[[device]]\nname = "hybrid"'] + [
         line[2:] if line.startswith("# ") else "" for line in block.splitlines()
     ]
-    dev = load(write_config(BASE_CONFIG + "\n".join(lines) + "\n")).devices[-1]
+    dev = load(write_config(MAP_BASE + "\n".join(lines) + "\n")).devices[-1]
     assert dev.serial == "/dev/ttyUSB1" and dev.unit_id == 3 and len(dev.registers) == 7
 
 
 def test_register_map_as_a_plain_table_is_refused(write_config: WriteConfig) -> None:
-    text = BASE_CONFIG + MAP_DEVICE.split("[[device.registers]]")[0]
+    text = MAP_BASE + MAP_DEVICE.split("[[device.registers]]")[0]
     issue = only(write_config(text + "[device.registers]\nsoc = 30845\n"))
     assert issue.path == "device[1].registers"
     assert issue.message == "expected an array of tables [[device.registers]], found table"
 
 
 def test_register_map_issue_points_at_its_own_line(write_config: WriteConfig) -> None:
-    path = write_config(BASE_CONFIG + MAP_DEVICE.replace('type = "s32"', 'type = "i32"'))
+    path = write_config(MAP_BASE + MAP_DEVICE.replace('type = "s32"', 'type = "i32"'))
     issue = only(path)
     assert issue.path == "device[1].registers[0].type"
     assert path.read_text().splitlines()[issue.line - 1] == 'type = "i32"'  # type: ignore[operator]
@@ -547,7 +553,7 @@ def test_devices_sharing_a_line_share_its_settings(write_config: WriteConfig) ->
         '\n[[device]]\nname = "{name}"\nkind = "pv"\nprotocol = "modbus"\nsunspec = true\n'
         'serial = "/dev/ttyUSB1"\nunit_id = {unit}\nbaudrate = {baud}\n'
     )
-    text = BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600)
+    text = MAP_BASE + rtu.format(name="a", unit=1, baud=9600)
     text += rtu.format(name="b", unit=2, baud=19200) + rtu.format(name="c", unit=1, baud=9600)
     found = {i.path: i.message for i in issues_of(write_config(text))}
     assert found == {
@@ -557,7 +563,7 @@ def test_devices_sharing_a_line_share_its_settings(write_config: WriteConfig) ->
     }
     # A hybrid inverter: its PV and its battery answer at the same unit id.
     hybrid = rtu.format(name="b", unit=1, baud=9600).replace('kind = "pv"', 'kind = "battery"')
-    load(write_config(BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600) + hybrid))
+    load(write_config(MAP_BASE + rtu.format(name="a", unit=1, baud=9600) + hybrid))
 
 
 def test_locate_keys_handles_nested_arrays_of_tables() -> None:
@@ -576,7 +582,7 @@ def test_check_config_reports_register_map_mistakes(write_config: WriteConfig) -
     text = MAP_DEVICE.replace('meaning = "soc_pct"', 'meaning = "soc"').replace(
         "address = 40149", 'address = 40149\nfunction = "input"'
     )
-    path = write_config(BASE_CONFIG + text)
+    path = write_config(MAP_BASE + text)
     result = CliRunner().invoke(main, ["check-config", "-c", str(path)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
