@@ -379,26 +379,25 @@ class Gateway:
         """Cumulative device energies sampled at a boundary (informational sub-metering).
 
         With several PV inverters ``pv_wh`` is the sum of their counters, and None when any of
-        them did not give one: a partial sum would make a slot's generation jump. ``pv_devices``
-        names the inverters summed, so settlement never subtracts sums over different sets.
+        them did not give one: a partial sum would make a slot's generation jump.
+        ``pv_by_device`` keeps each inverter's counter, so settlement never subtracts sums over
+        different sets of inverters and each one's share of a slot can be told.
         """
         out: dict[str, Any] = {}
-        pv: list[int | None] = []
-        pv_names: list[str] = []
+        pv: dict[str, int | None] = {}
         for name, key, getter in self._counter_getters():
             value: int | None = None
             with contextlib.suppress(Exception):
                 measured = await getter()
                 value = measured.value
             if key == "pv_wh":
-                pv.append(value if isinstance(value, int) else None)
-                pv_names.append(name)
+                pv[name] = value if isinstance(value, int) else None
             elif value is not None:
                 out[key] = value
         if pv:
-            parts = [v for v in pv if v is not None]
+            parts = [v for v in pv.values() if v is not None]
             out["pv_wh"] = sum(parts) if len(parts) == len(pv) else None
-            out["pv_devices"] = sorted(pv_names)
+            out["pv_by_device"] = dict(sorted(pv.items()))
         return out
 
     def _counter_getters(self) -> list[tuple[str, str, Callable[[], Awaitable[Any]]]]:
