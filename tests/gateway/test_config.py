@@ -612,3 +612,65 @@ def test_battery_stale_s_out_of_range(write_config: WriteConfig) -> None:
     path = write_config(BASE_CONFIG.replace("[limits]", "[limits]\nbattery_stale_s = 2", 1))
     issue = only(path)
     assert issue.path == "limits.battery_stale_s"
+
+
+SUNSPEC_BATTERY = (
+    '\n[[device]]\nname = "{name}"\nkind = "battery"\nprotocol = "modbus"\n'
+    'host = "192.0.2.20"\nsunspec = true\n{extra}'
+)
+
+
+def test_reverse_flow_is_declared_on_a_battery(write_config: WriteConfig) -> None:
+    text = MAP_BASE + SUNSPEC_BATTERY.format(name="inverter", extra="reverse_flow = true\n")
+    cfg = load(write_config(text))
+    assert cfg.devices[-1].reverse_flow is True
+    assert cfg.devices[0].reverse_flow is None  # not declared: unknown
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('reverse_flow = "yes"', "expected true or false, found string 'yes'"),
+        ("reverse_flow = 1", "expected true or false, found integer 1"),
+    ],
+)
+def test_reverse_flow_takes_a_boolean(write_config: WriteConfig, line: str, message: str) -> None:
+    issue = only(write_config(MAP_BASE + SUNSPEC_BATTERY.format(name="inv", extra=line + "\n")))
+    assert issue.path == "device[1].reverse_flow"
+    assert issue.message == message
+
+
+def test_reverse_flow_is_for_batteries_only(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG + (
+        '\n[[device]]\nname = "pv"\nkind = "pv"\nprotocol = "echonet"\n'
+        'host = "127.0.0.21"\neoj = "027901"\nreverse_flow = true\n'
+    )
+    issue = only(write_config(text))
+    assert issue.path == "device[1].reverse_flow"
+    assert issue.message == "only valid for batteries, not a pv"
+
+
+def test_a_second_battery_is_refused(write_config: WriteConfig) -> None:
+    path = write_config(BASE_CONFIG + SUNSPEC_BATTERY.format(name="inverter", extra=""))
+    issue = only(path)
+    assert issue.path == "device[1].kind"
+    assert issue.message == (
+        "only one battery can be controlled; device[0] (battery) is already the battery "
+        "(set enabled = false on one of them)"
+    )
+    assert path.read_text().splitlines()[issue.line - 1] == 'kind = "battery"'  # type: ignore[operator]
+    # Disabled, it may stay in the file (a spare, or the old one kept for reference).
+    spare = SUNSPEC_BATTERY.format(name="inverter", extra="enabled = false\n")
+    assert len(load(write_config(BASE_CONFIG + spare)).devices) == 2
+
+
+def test_several_pv_inverters_are_accepted(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG
+    for i, eoj in enumerate(("027901", "027902")):
+        text += (
+            f'\n[[device]]\nname = "pv{i}"\nkind = "pv"\nprotocol = "echonet"\n'
+            f'host = "127.0.0.21"\neoj = "{eoj}"\n'
+        )
+    text += '\n[[device]]\nname = "flex"\nkind = "pv"\nprotocol = "modbus"\n'
+    text += 'host = "192.0.2.30"\nsunspec = true\n'
+    assert [d.kind for d in load(write_config(text)).devices].count("pv") == 3
