@@ -84,7 +84,7 @@ async def test_no_rating_splits_equally_and_a_refusal_is_raised_after_telling_th
         group = PvGroup(list(setup.adapters.values()))
         try:
             assert await group.shares(3000) == [1500, 1500]
-            with pytest.raises(DeviceError, match="unrated.*no WMax/WRtg"):
+            with pytest.raises(DeviceError, match=r"unrated.*no WMax/WRtg"):
                 await group.limit_w(3000)
             assert rated.limit_pct == 37.5  # told its share although the first one refused
             with pytest.raises(DeviceError, match="no inverter reports its FIT contract"):
