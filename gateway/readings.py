@@ -5,9 +5,9 @@ beside values is what lets the interlock refuse stale meter data.
 
 A home may have several devices of one kind (a rooftop PV on ECHONET Lite and a second array on a
 SunSpec inverter). Keys declared with :meth:`ReadingsHub.sum_over` then hold the *sum* over the
-named devices, published only once every one of them has reported, dated by the OLDEST of the
-readings summed (a sum is never fresher than its staleest part) and ``None`` while any part is
-unknown. Each device's own reading stays available from :meth:`ReadingsHub.by_device`.
+named devices, dated by the OLDEST of the readings summed (a sum is never fresher than its
+stalest part), and ``None`` (unknown, never a partial sum) while any part is unknown or has not
+reported yet. Each device's own reading stays available from :meth:`ReadingsHub.by_device`.
 """
 
 from __future__ import annotations
@@ -76,24 +76,21 @@ class ReadingsHub:
         if parts is not None:
             if device not in parts:
                 return  # not a part of the sum: only its own reading is kept
-            total = self._sum(key, parts)
-            if total is None:
-                return  # a part has never reported: the sum is not known yet
-            reading = total
+            reading = self._sum(key, parts)
         self._latest[key] = reading
         for listener in list(self._listeners):
             listener(key, reading)
 
-    def _sum(self, key: str, parts: tuple[str, ...]) -> Reading | None:
+    def _sum(self, key: str, parts: tuple[str, ...]) -> Reading:
         readings = self._by_device.get(key, {})
-        if any(name not in readings for name in parts):
-            return None
-        summed = [readings[name] for name in parts]
+        summed = [readings[name] for name in parts if name in readings]
         at = min(r.at for r in summed)
         values = [r.value for r in summed]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if len(summed) == len(parts) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        ):
             return Reading(sum(values), at, "sum")
-        return Reading(None, at, "sum")  # one part unknown: so is the whole
+        return Reading(None, at, "sum")  # a part unknown or silent so far: so is the whole
 
     def latest(self, key: str) -> Reading | None:
         return self._latest.get(key)

@@ -20,14 +20,15 @@ def summing_hub() -> tuple[ReadingsHub, list[tuple[str, Reading]]]:
     return hub, heard
 
 
-def test_a_sum_appears_once_every_part_has_reported() -> None:
+def test_a_sum_is_known_once_every_part_has_reported() -> None:
     hub, heard = summing_hub()
     hub.update(PV_POWER_W, 3000.0, T0, "device", device="roof")
-    assert hub.latest(PV_POWER_W) is None and heard == []  # half a home's PV is not its PV
+    unknown = Reading(None, T0, "sum")  # half a home's PV is not its PV
+    assert hub.latest(PV_POWER_W) == unknown
     hub.update(PV_POWER_W, 1200.0, T0 + timedelta(seconds=4), "device", device="flex")
     total = hub.latest(PV_POWER_W)
     assert total == Reading(4200.0, T0, "sum")
-    assert heard == [(PV_POWER_W, total)]
+    assert heard == [(PV_POWER_W, unknown), (PV_POWER_W, total)]
     assert {n: r.value for n, r in hub.by_device(PV_POWER_W).items()} == {
         "roof": 3000.0,
         "flex": 1200.0,
@@ -63,7 +64,7 @@ def test_keys_without_a_sum_keep_the_latest_and_each_device() -> None:
     assert latest is not None and latest.value == -500.0
     assert set(hub.by_device(BATTERY_POWER_W)) == {"battery"}
     hub.update(PV_POWER_W, 100.0, T0, device="stranger")  # not one of the summed inverters
-    assert hub.latest(PV_POWER_W) is None
+    assert hub.latest(PV_POWER_W) is None  # and no part of the sum has reported
     assert "stranger" in hub.by_device(PV_POWER_W)
 
 
