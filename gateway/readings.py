@@ -58,6 +58,7 @@ class ReadingsHub:
         self._listeners: list[Callable[[str, Reading], None]] = []
         self._parts: dict[str, tuple[str, ...]] = {}
         self._by_device: dict[str, dict[str, Reading]] = {}
+        self._device_listeners: list[Callable[[str, str, Reading], None]] = []
 
     def sum_over(self, key: str, devices: Iterable[str]) -> None:
         """From now on ``key`` is the sum of these devices' readings of it."""
@@ -72,6 +73,8 @@ class ReadingsHub:
         reading = Reading(value, at, source)
         if device is not None:
             self._by_device.setdefault(key, {})[device] = reading
+            for heard in list(self._device_listeners):
+                heard(key, device, reading)
         parts = self._parts.get(key)
         if parts is not None:
             if device not in parts:
@@ -101,6 +104,10 @@ class ReadingsHub:
 
     def subscribe(self, listener: Callable[[str, Reading], None]) -> None:
         self._listeners.append(listener)
+
+    def subscribe_devices(self, listener: Callable[[str, str, Reading], None]) -> None:
+        """Hear each device's own readings: ``listener(key, device name, reading)``."""
+        self._device_listeners.append(listener)
 
     def telemetry(self) -> dict[str, Any]:
         """The telemetry payload body: each known value with its timestamp."""
