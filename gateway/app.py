@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from drivers.readings import PV_GENERATED_WH, PV_POWER_W, PV_SOLD_WH
 from gateway.clock import Clock
 from gateway.config import Config
 from gateway.logs import get_logger
 from gateway.readings import ReadingsHub
 from gateway.supervisor import Component
+
+#: PV readings that add up over several inverters (limits and contracts stay per device).
+PV_SUMMED = (PV_POWER_W, PV_GENERATED_WH, PV_SOLD_WH)
 
 
 def gateway_version() -> str:
@@ -146,6 +150,10 @@ class Gateway:
             on_state_change=uplink.publish_state,
             backend_connected=lambda: bool(uplink.connected),
             reassert_s=self.cfg.control.reassert_s,
+            declared_reverse_flow=next(
+                (d.reverse_flow for d in self.cfg.devices if d.kind == "battery" and d.enabled),
+                None,
+            ),
         )
         control = self.control
 
@@ -255,6 +263,28 @@ class Gateway:
             self.devices.update(msetup.adapters)
             self.components.extend(msetup.components)
             self.device_health = msetup.health
+        self._per_device_readings()
+
+    def _per_device_readings(self) -> None:
+        """Each poller reports under its device's name; a kind's power and energy keys are the
+        sum over that kind's devices (two PV inverters must not overwrite each other)."""
+        from drivers.poller import DevicePoller
+
+        for poller in self.components:
+            if isinstance(poller, DevicePoller):
+                poller.on_reading = self._reading_of(poller.name)
+        pv = [d.name for d in self.cfg.devices if d.kind == "pv" and d.name in self.devices]
+        if pv:
+            for key in PV_SUMMED:
+                self.hub.sum_over(key, pv)
+
+    def _reading_of(self, name: str) -> Callable[[str, Any, Any], None]:
+        hub = self.hub
+
+        def on_reading(key: str, value: Any, at: Any) -> None:
+            hub.update(key, value, at, "device", device=name)
+
+        return on_reading
 
     def _device_health(self, name: str, health: Any) -> None:
         """A device turned faulty (backed off) or answers again: a ``device_lost`` alarm."""
@@ -345,24 +375,40 @@ class Gateway:
         )
         self.components.extend([self.meter, self.settlement])
 
-    async def device_counters(self) -> dict[str, int | None]:
-        """Cumulative device energies sampled at a boundary (informational sub-metering)."""
-        out: dict[str, int | None] = {}
-        for key, getter in self._counter_getters():
+    async def device_counters(self) -> dict[str, Any]:
+        """Cumulative device energies sampled at a boundary (informational sub-metering).
+
+        With several PV inverters ``pv_wh`` is the sum of their counters, and None when any of
+        them did not give one: a partial sum would make a slot's generation jump.
+        ``pv_by_device`` keeps each inverter's counter, so settlement never subtracts sums over
+        different sets of inverters and each one's share of a slot can be told.
+        """
+        out: dict[str, Any] = {}
+        pv: dict[str, int | None] = {}
+        for name, key, getter in self._counter_getters():
+            value: int | None = None
             with contextlib.suppress(Exception):
                 measured = await getter()
-                out[key] = measured.value
+                value = measured.value
+            if key == "pv_wh":
+                pv[name] = value if isinstance(value, int) else None
+            elif value is not None:
+                out[key] = value
+        if pv:
+            parts = [v for v in pv.values() if v is not None]
+            out["pv_wh"] = sum(parts) if len(parts) == len(pv) else None
+            out["pv_by_device"] = dict(sorted(pv.items()))
         return out
 
-    def _counter_getters(self) -> list[tuple[str, Callable[[], Awaitable[Any]]]]:
-        getters: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-        for dev in self.devices.values():
+    def _counter_getters(self) -> list[tuple[str, str, Callable[[], Awaitable[Any]]]]:
+        getters: list[tuple[str, str, Callable[[], Awaitable[Any]]]] = []
+        for name, dev in self.devices.items():
             if hasattr(dev, "generated_wh"):
-                getters.append(("pv_wh", dev.generated_wh))
+                getters.append((name, "pv_wh", dev.generated_wh))
             if hasattr(dev, "charged_wh"):
-                getters.append(("battery_charge_wh", dev.charged_wh))
+                getters.append((name, "battery_charge_wh", dev.charged_wh))
             if hasattr(dev, "discharged_wh"):
-                getters.append(("battery_discharge_wh", dev.discharged_wh))
+                getters.append((name, "battery_discharge_wh", dev.discharged_wh))
         return getters
 
     def close(self) -> None:

@@ -115,6 +115,9 @@ class DeviceConfig:
     registers: tuple[RegisterSpec, ...] = ()
     poll_s: float = 10.0
     enabled: bool = True
+    #: Installer-declared: the battery may discharge into export (the grid-connection contract
+    #: allows reverse flow). Used only where the device cannot say; the device's own word wins.
+    reverse_flow: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -566,6 +569,11 @@ def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceCon
         mb_retries = t.integer("retries", 1, lo=0, hi=5)
         poll = t.number("poll_s", 10.0, lo=1, hi=3600)
         enabled = t.boolean("enabled", True)
+        reverse_flow: bool | None = None
+        if "reverse_flow" in t.data:
+            reverse_flow = t.boolean("reverse_flow", False)
+            if kind is not None and kind != "battery":
+                col.add(t.key("reverse_flow"), f"only valid for batteries, not a {kind}")
         specs: tuple[RegisterSpec, ...] = ()
         port: int | None = None
         if port_raw is not None:
@@ -641,10 +649,29 @@ def _devices(col: Collector, raw: dict[str, Any], base: Path) -> tuple[DeviceCon
                 registers=specs,
                 poll_s=poll or 10.0,
                 enabled=enabled,
+                reverse_flow=reverse_flow,
             )
         )
     _check_modbus_links(col, out)
+    _check_one_battery(col, out)
     return tuple(out)
+
+
+def _check_one_battery(col: Collector, devices: list[DeviceConfig]) -> None:
+    """The interlock's arithmetic (house = meter − battery) and the DR acks know one battery."""
+    first: tuple[int, DeviceConfig] | None = None
+    for i, dev in enumerate(devices):
+        if dev.kind != "battery" or not dev.enabled:
+            continue
+        if first is None:
+            first = (i, dev)
+            continue
+        j, other = first
+        col.add(
+            f"device[{i}].kind",
+            f"only one battery can be controlled; device[{j}] ({other.name}) is already the "
+            f"battery (set enabled = false on one of them)",
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,6 +82,8 @@ class Control:
     on_state_change: Callable[[], Awaitable[None]] | None = None
     backend_connected: Callable[[], bool] = lambda: True
     reassert_s: float = 30.0
+    #: The installer's ``reverse_flow`` for the battery: used only when the device cannot say.
+    declared_reverse_flow: bool | None = None
     #: Hears every interlock decision (family, decision) and every setpoint a device refused
     #: (family, None); metrics count clamps by rule from it.
     on_decision: Callable[[str, Decision | None], None] | None = None
@@ -102,12 +104,22 @@ class Control:
         self._pv_contract = PvContract.UNKNOWN
         self._info_mono = -1e18
         self.battery = self._find(BatteryControl)
-        self.pv = self._find(PvLimit)
+        self.pv = self._pv()
         self.water_heater = self._find(WaterHeaterControl)
         self.aircon = self._find(AirconSaving)
         self.last_decisions: dict[str, Decision] = {}
         for fam in FAMILIES:
             self.running.setdefault(fam, Running())
+
+    def _pv(self) -> Any:
+        """The PV family: the one inverter, or every inverter together (a ``pv_limit`` caps the
+        home's PV, so it reaches them all)."""
+        inverters = [d for d in self.devices.values() if isinstance(d, PvLimit)]
+        if len(inverters) > 1:
+            from gateway.pvgroup import PvGroup
+
+            return PvGroup(inverters)
+        return inverters[0] if inverters else None
 
     def _find(self, capability: type) -> Any:
         for dev in self.devices.values():
@@ -242,12 +254,11 @@ class Control:
         if isinstance(self.battery, BatteryInfo):
             try:
                 self._ratings = await self.battery.ratings()
-                self._reverse_flow = self._ratings.reverse_flow_ok
+                self._reverse_flow = self._reverse_flow_of(self._ratings.reverse_flow_ok)
             except DeviceError as exc:
                 self._info_mono -= 3600 - 60  # retry in a minute
                 self.log.info("battery ratings unavailable", error=str(exc))
-        pv_any = self._find(PvLimit)
-        fit = getattr(pv_any, "fit_contract", None)
+        fit = getattr(self.pv, "fit_contract", None)
         if fit is not None:
             try:
                 value = (await fit()).value
@@ -257,6 +268,21 @@ class Control:
                 }.get(str(value), PvContract.UNKNOWN)
             except DeviceError:
                 pass
+
+    def _reverse_flow_of(self, reported: bool | None) -> bool | None:
+        """The device's own answer when it has one (config never overrides it), else the
+        installer's declaration, else unknown (which the interlock treats as not acceptable)."""
+        declared = self.declared_reverse_flow
+        if reported is None:
+            return declared
+        if declared is not None and declared != reported:
+            self.log.warning(
+                "battery reports a reverse-flow type other than the config declares; "
+                "the device's own value is used",
+                reported=reported,
+                declared=declared,
+            )
+        return reported
 
     def _override(self, now: datetime) -> Override | None:
         raw = active_override(self.get_override(), now)

@@ -15,6 +15,9 @@ Topics, with ``P`` the discovery prefix and ``N`` the node id:
   ``N_<device>_<entity>`` (stable across restarts: derived from configuration only);
 * ``chisan/N/availability`` retained ``online``/``offline`` (``offline`` is also the will);
 * ``chisan/N/<device>/<entity>`` retained plain state values.
+
+With several PV inverters the "Solar PV" device shows their sum, and each inverter is a device
+of its own (``pv_<name>``, family ``pv:<name>``) with its own power.
 """
 
 from __future__ import annotations
@@ -110,13 +113,40 @@ ENTITIES: tuple[Entity, ...] = (
 )  # fmt: skip
 
 
+#: A family naming one PV inverter among several: ``pv:<device name>``.
+PV_FAMILY = "pv:"
+
+
 def families_of(cfg: Config) -> frozenset[str]:
     """The HA devices this gateway can show: the meter when there is a B-route, and each
-    enabled PV and battery."""
+    enabled PV and battery (and each PV inverter on its own when there are several)."""
     found = {d.kind for d in cfg.devices if d.enabled and d.kind in DEVICES}
     if cfg.broute is not None:
         found.add("meter")
+    inverters = [d.name for d in cfg.devices if d.enabled and d.kind == "pv"]
+    if len(inverters) > 1:
+        found |= {PV_FAMILY + name for name in inverters}
     return frozenset(found)
+
+
+def _inverter_entity(name: str) -> Entity:
+    """One inverter's power; its ``reading`` is ``pv.power_w@<name>`` (the hub's per-device
+    reading of that key)."""
+    return Entity(
+        "pv_" + name.replace("-", "_"),
+        "power",
+        "Power",
+        f"{rk.PV_POWER_W}@{name}",
+        "W",
+        "power",
+        "measurement",
+    )
+
+
+def _device_info(device: str) -> tuple[str, str]:
+    if device in DEVICES:
+        return DEVICES[device]
+    return (f"Solar PV {device.removeprefix('pv_')}", "PV inverter")
 
 
 @dataclass(frozen=True)
@@ -150,7 +180,10 @@ class Layout:
 
     @property
     def entities(self) -> tuple[Entity, ...]:
-        return tuple(e for e in ENTITIES if e.device in self.families)
+        inverters = sorted(f[len(PV_FAMILY) :] for f in self.families if f.startswith(PV_FAMILY))
+        return tuple(e for e in ENTITIES if e.device in self.families) + tuple(
+            _inverter_entity(name) for name in inverters
+        )
 
     def state_topic(self, e: Entity) -> str:
         return f"{self.base}/{e.device}/{e.key}"
@@ -162,7 +195,7 @@ class Layout:
         return f"{self.node_id}_{e.device}_{e.key}"
 
     def config(self, e: Entity) -> dict[str, Any]:
-        name, model = DEVICES[e.device]
+        name, model = _device_info(e.device)
         doc: dict[str, Any] = {
             "name": e.name,
             "unique_id": self.unique_id(e),
@@ -294,10 +327,17 @@ class HomeAssistant:
         wanted = {e.reading for e in self.layout.entities}
         self._wanted = wanted
         for key in wanted:
-            latest = self.hub.latest(key)
+            if "@" in key:
+                base, device = key.split("@", 1)
+                latest = self.hub.by_device(base).get(device)
+            else:
+                latest = self.hub.latest(key)
             if latest is not None:
                 self._on_reading(key, latest)
         self.hub.subscribe(self._on_reading)
+        self.hub.subscribe_devices(
+            lambda key, device, reading: self._on_reading(f"{key}@{device}", reading)
+        )
 
     def _on_reading(self, key: str, reading: Reading) -> None:
         if key not in self._wanted:

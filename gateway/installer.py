@@ -272,6 +272,7 @@ def render_config(a: Answers, written_at: str) -> str:
             f"bind = {_s(a.echonet_bind)}",
             f"multicast_interface = {_s(a.echonet_bind)}",
         ]
+    batteries = 0
     for dev in a.devices:
         lines += ["", "[[device]]"]
         if dev.label:
@@ -286,6 +287,11 @@ def render_config(a: Answers, written_at: str) -> str:
             lines.append(f"eoj = {_s(dev.eoj)}")
         else:
             lines += [f"port = {dev.port}", f"unit_id = {dev.unit_id}", "sunspec = true"]
+        if dev.kind == "battery":
+            batteries += 1
+            if batteries > 1:
+                # One battery is controlled: the first found is it; this one waits, disabled.
+                lines += ["enabled = false  # one battery is controlled; swap to choose this one"]
     if a.backend_key is not None:
         lines += ["", "[commands]", f"public_key_file = {_s(a.backend_key)}"]
     if a.store_path is not None:

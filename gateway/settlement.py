@@ -63,7 +63,7 @@ class SettlementStore(Protocol):
     def put_json(self, key: str, value: Any, critical: bool = True) -> None: ...
 
 
-DeviceCounters = Callable[[], Awaitable[dict[str, int | None]]]
+DeviceCounters = Callable[[], Awaitable[dict[str, Any]]]
 
 
 @dataclass
@@ -325,6 +325,8 @@ class Settlement:
             return {}
         out: dict[str, int] = {}
         for key in ("pv_wh", "battery_charge_wh", "battery_discharge_wh"):
+            if key == "pv_wh" and _inverters(a) != _inverters(b):
+                continue  # sums over different inverters (the config changed): not comparable
             x, y = a.get(key), b.get(key)
             if isinstance(x, int) and isinstance(y, int) and y >= x:
                 out[key] = y - x
@@ -341,3 +343,8 @@ class Settlement:
                     self.accept(b, history=True)
         except DeviceError as exc:
             self.log.warning("meter history unavailable", error=str(exc))
+
+
+def _inverters(counters: dict[str, Any]) -> set[str]:
+    by_device = counters.get("pv_by_device")
+    return set(by_device) if isinstance(by_device, dict) else set()

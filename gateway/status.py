@@ -57,6 +57,10 @@ def _reading(hub: Any, key: str) -> dict[str, Any] | None:
     reading = hub.latest(key)
     if reading is None:
         return None
+    return _entry(reading)
+
+
+def _entry(reading: Any) -> dict[str, Any]:
     value = reading.value
     if isinstance(value, tuple):
         value = list(value)
@@ -82,9 +86,13 @@ def flows(hub: Any, *, has_pv: bool, has_battery: bool) -> dict[str, Any]:
     battery_w = _number(battery) if has_battery else 0.0
     if meter_w is not None and pv_w is not None and battery_w is not None:
         house = round(meter_w + pv_w - battery_w, 1)
+    by_device = getattr(hub, "by_device", None)
+    per_pv = by_device(PV_POWER_W) if by_device is not None else {}
     return {
         "meter_w": meter,
         "pv_w": pv,
+        # Each inverter's own power; ``pv_w`` is their sum, dated by the oldest of them.
+        "pv_devices": {name: _entry(r) for name, r in sorted(per_pv.items())},
         "battery_w": battery,
         "house_w": house,
         "soc_pct": _reading(hub, BATTERY_SOC_PCT),

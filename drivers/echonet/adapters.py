@@ -482,6 +482,12 @@ class EchonetPv(EchonetDevice):
         value = self.decode(0xC1, result.get(0xC1))
         return Measured(value if isinstance(value, str) else None, result.at)
 
+    async def rated_w(self) -> float | None:
+        """E8, the rated output (how a limit in W is shared between several inverters)."""
+        result = await self.read([0xE8])
+        value = self.number(0xE8, result.get(0xE8))
+        return None if value is None else float(value)
+
     async def limits(self) -> Measured[tuple[int | None, int | None]]:
         """Current output limits (A0 %, A1 W)."""
         result = await self.read([0xA0, 0xA1])

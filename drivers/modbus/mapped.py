@@ -317,6 +317,14 @@ class MappedPvLimit(MappedPv):
             pct = 100.0 if watts is None else min(100.0, 100.0 * watts / rated)
             await self._set_and_check("pv_limit_pct", pct)
 
+    async def rated_w(self) -> float | None:
+        """The mapped rated output, if the map has one."""
+        if "rated_w" not in self.map:
+            return None
+        values, _ = await self.read("rated_w")
+        rated = values["rated_w"]
+        return float(rated) if rated else None
+
     async def _rated(self, what: str) -> float:
         values, _ = await self.read("rated_w")
         rated = values["rated_w"]

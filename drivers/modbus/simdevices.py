@@ -21,7 +21,7 @@ Units:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -303,7 +303,15 @@ class SimPvInverter(SimUnit):
         super().__init__(clock, image, unit_id)
         self.rated_w = rated_w
         self.lifetime_wh = float(lifetime_wh)
+        #: The power the modules offer now (W); a clear-sky bell at the rating when None. A
+        #: simulated home sets it so every array of the house sees the same sky.
+        self.profile: Callable[[], float] | None = None
         self.publish()
+
+    def available_w(self) -> float:
+        if self.profile is not None:
+            return max(0.0, min(float(self.rated_w), float(self.profile())))
+        return clear_sky_w(self.rated_w, self.clock)
 
     @property
     def _names(self) -> tuple[str, str, str]:
@@ -328,7 +336,7 @@ class SimPvInverter(SimUnit):
     def generation_w(self) -> float:
         if self.limit_model == 123 and self.image.decode(123)["Conn"] == 0:
             return 0.0
-        return min(clear_sky_w(self.rated_w, self.clock), self.ceiling_w)
+        return min(self.available_w(), self.ceiling_w)
 
     def _integrate(self, seconds: float) -> None:
         self.lifetime_wh += self.generation_w() * seconds / 3600.0
@@ -358,7 +366,7 @@ class SimPvInverter(SimUnit):
             left = self.timer_remaining("WMaxLim")
             self.image.set(704, WMaxLimPctRvrtRem=0 if left is None else math.ceil(left))
         w = self.generation_w()
-        limited = self.limit_pct is not None and clear_sky_w(self.rated_w, self.clock) > w
+        limited = self.limit_pct is not None and self.available_w() > w
         st = 5 if limited else (4 if w > 0 else 2)
         self.image.set(
             103,

@@ -56,6 +56,10 @@ def _flows_table(flows: dict[str, Any]) -> Table:
         direction = " (import)" if meter["value"] > 0 else " (export)" if meter["value"] < 0 else ""
     table.add_row("meter" + direction, _watts(meter), _at(meter))
     table.add_row("PV", _watts(flows.get("pv_w")), _at(flows.get("pv_w")))
+    per_pv = flows.get("pv_devices") or {}
+    if isinstance(per_pv, dict) and len(per_pv) > 1:
+        for name, entry in per_pv.items():
+            table.add_row(f"  PV {name}", _watts(entry), _at(entry))
     battery = flows.get("battery_w")
     sign = ""
     if isinstance(battery, dict) and isinstance(battery.get("value"), int | float):

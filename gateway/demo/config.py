@@ -1,9 +1,9 @@
 """The demo's config files: the simulated home, as ``chisan run`` would read it.
 
 ``DEMO_CONFIG`` is the minimal home (meter, ECHONET PV + battery + water heater) the end-to-end
-tests build on; ``DAY_CONFIG`` is the full demo's, tuned for an accelerated clock: every period and
-timeout that runs on the gateway's clock is long enough in simulated seconds to survive real-time
-latencies multiplied by the speed-up.
+tests build on; ``DAY_CONFIG`` is the full demo's (a second PV inverter on SunSpec too), tuned
+for an accelerated clock: every period and timeout that runs on the gateway's clock is long
+enough in simulated seconds to survive real-time latencies multiplied by the speed-up.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ protocol = "echonet"
 host = "{node}"
 eoj = "026B01"
 poll_s = 60
-{battery}
+{sunspec_pv}{battery}
 [limits]
 # A small export limit, as a distribution grid with many PV homes would set: the evening
 # discharge with export meets it, so the interlock's clamp shows in the demo.
@@ -139,6 +139,18 @@ eoj = "027D01"
 poll_s = 60
 """
 
+SUNSPEC_PV = """
+[[device]]
+name = "pv_flex"
+kind = "pv"
+protocol = "modbus"
+host = "127.0.0.1"
+port = {port}
+unit_id = 1
+sunspec = true
+poll_s = 60
+"""
+
 SUNSPEC_BATTERY = """
 [[device]]
 name = "battery"
@@ -163,8 +175,10 @@ def day_config(
     node: str,
     battery: str,
     backfill_days: int,
+    sunspec_pv: str = "",
 ) -> str:
     return DAY_CONFIG.format(
+        sunspec_pv=sunspec_pv,
         bind=bind,
         backfill_days=backfill_days,
         site=site,

@@ -30,13 +30,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.console import Console
 
 from drivers.broute.sim import DEFAULT_PASSWORD, DEFAULT_RBID
-from drivers.readings import BATTERY_POWER_W, BATTERY_SOC_PCT, METER_POWER_W, PV_POWER_W
+from drivers.readings import (
+    BATTERY_POWER_W,
+    BATTERY_SOC_PCT,
+    METER_POWER_W,
+    PV_POWER_W,
+)
 from gateway.baseline import BaselineConfig, DayClass, day_class
 from gateway.clock import JST
 from gateway.demo.backend import ReferenceBackend
 from gateway.demo.broker import BrokerChoice, BrokerInfo, BrokerUnavailable, private_broker
 from gateway.demo.clock import DemoClock
-from gateway.demo.config import ECHONET_BATTERY, SUNSPEC_BATTERY, day_config
+from gateway.demo.config import ECHONET_BATTERY, SUNSPEC_BATTERY, SUNSPEC_PV, day_config
 from gateway.demo.home import BatteryChoice, SimHome, simulated_home
 from gateway.demo.schedule import due
 from gateway.demo.summary import Summary, render, summarise
@@ -109,13 +114,36 @@ def _flows(app: Any) -> Flows:
     state = None
     if heating is not None and heating.value is not None:
         state = "heating" if heating.value else "idle"
+    per_pv = {
+        name: float(r.value) if isinstance(r.value, int | float) else None
+        for name, r in sorted(app.hub.by_device(PV_POWER_W).items())
+    }
     return Flows(
         meter_w=value(METER_POWER_W),
         pv_w=value(PV_POWER_W),
+        pv_devices=per_pv,
         battery_w=value(BATTERY_POWER_W),
         soc_pct=value(BATTERY_SOC_PCT),
         water_heater=state,
     )
+
+
+def _pv_by_device(store: Any, backend: ReferenceBackend) -> dict[str, int]:
+    """Each PV inverter's part of the day's stored ``pv_wh``: the same boundary snapshots of the
+    inverters' counters that settlement subtracted, taken one inverter at a time."""
+    out: dict[str, int] = {}
+    for record in backend.newest_by_slot().values():
+        if not backend.is_live(record) or not isinstance(record.get("pv_wh"), int):
+            continue
+        start = datetime.fromisoformat(str(record["slot_start"]))
+        a = store.get_json(f"devices.counters.{iso(start)}") or {}
+        b = store.get_json(f"devices.counters.{iso(start + SLOT)}") or {}
+        before, after = a.get("pv_by_device") or {}, b.get("pv_by_device") or {}
+        for name, end in after.items():
+            begin = before.get(name)
+            if isinstance(begin, int) and isinstance(end, int):
+                out[name] = out.get(name, 0) + end - begin
+    return dict(sorted(out.items()))
 
 
 @contextlib.contextmanager
@@ -223,6 +251,9 @@ async def run_demo(
                     node=options.node,
                     battery=battery,
                     backfill_days=backfill,
+                    sunspec_pv=(
+                        SUNSPEC_PV.format(port=home.pv_port) if home.pv_port is not None else ""
+                    ),
                 )
             )
             cfg = load(cfg_path)
@@ -284,6 +315,7 @@ async def run_demo(
                 wall_s=round(time.monotonic() - wall0, 1),
                 interrupted=stop.is_set(),
                 site_public_key=public_key_pem(load_private(cfg.store.site_key)),
+                pv_device_wh=_pv_by_device(app.store, backend),
             )
             app.close()
             if options.records_file is not None:
@@ -311,10 +343,11 @@ def _header(broker: BrokerInfo, home: SimHome, options: DemoOptions, begin: date
         if home.battery_choice is BatteryChoice.SUNSPEC
         else f"ECHONET {options.node}"
     )
+    pv = f", SunSpec PV inverter 127.0.0.1:{home.pv_port}" if home.pv_port is not None else ""
     return (
         f"chisan demo: site {DEMO_SITE}, broker {broker.name} 127.0.0.1:{broker.port} "
         f"(MQTT {broker.protocol}), meter on {home.emu.path}, ECHONET node {options.node} "
-        f"(PV, EcoCute), battery: {battery}; clock ×{options.speed:g} from "
+        f"(PV, EcoCute){pv}, battery: {battery}; clock ×{options.speed:g} from "
         f"{begin:%Y-%m-%d %H:%M} JST for {options.duration_s:g} s"
     )
 

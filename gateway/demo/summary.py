@@ -73,6 +73,8 @@ class Summary:
     history_slots: int
     import_wh: int
     export_wh: int
+    #: PV generation in the day's slot records (their ``pv_wh``: every inverter's counter).
+    pv_wh: int
     commands_sent: int
     commands_acked: int
     commands: list[CommandSummary] = field(default_factory=list)
@@ -81,6 +83,8 @@ class Summary:
     dr_delivered_wh: dict[str, float] = field(default_factory=dict)
     clamps: dict[str, int] = field(default_factory=dict)
     alarms: int = 0
+    #: Each PV inverter's generation over the day, from its own counter as the gateway read it.
+    pv_device_wh: dict[str, int] = field(default_factory=dict)
     #: The demo site's signing key (PEM), so a script can verify the records' chain.
     site_public_key: str = ""
 
@@ -140,6 +144,7 @@ def summarise(
         history_slots=history,
         import_wh=sum(int(r.get("import_wh") or 0) for r in settled),
         export_wh=sum(int(r.get("export_wh") or 0) for r in settled),
+        pv_wh=sum(int(r.get("pv_wh") or 0) for r in day),
         commands_sent=len(commands),
         commands_acked=sum(1 for c in commands if c.statuses),
         commands=commands,
@@ -216,6 +221,8 @@ def render(summary: Summary, console: Console) -> None:
     )
     t.add_row("energy bought (import)", f"{s.import_wh} Wh")
     t.add_row("energy sold (export)", f"{s.export_wh} Wh")
+    per_pv = ", ".join(f"{k} {v} Wh" for k, v in s.pv_device_wh.items())
+    t.add_row("PV generated (slot records)", f"{s.pv_wh} Wh" + (f" ({per_pv})" if per_pv else ""))
     t.add_row("DR commands", f"{s.commands_sent} sent, {s.commands_acked} acknowledged")
     for c in s.commands:
         line = f"{' → '.join(c.statuses) or 'no ack'}"

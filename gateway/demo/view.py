@@ -43,6 +43,15 @@ class Flows:
     battery_w: float | None = None
     soc_pct: float | None = None
     water_heater: str | None = None
+    #: Each PV inverter's own power (``pv_w`` is their sum).
+    pv_devices: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def pv_text(self) -> str:
+        if len(self.pv_devices) < 2:
+            return _w(self.pv_w)
+        parts = " + ".join(f"{name} {_w(w)}" for name, w in self.pv_devices.items())
+        return f"{_w(self.pv_w)} ({parts})"
 
     @property
     def house_w(self) -> float | None:
@@ -94,7 +103,7 @@ class DemoView:
             self._last_hour = now.hour
             f = self.flows()
             self.console.print(
-                f"{now:%H:%M} flows: meter {_w(f.meter_w, True)}, PV {_w(f.pv_w)}, "
+                f"{now:%H:%M} flows: meter {_w(f.meter_w, True)}, PV {f.pv_text}, "
                 f"battery {_w(f.battery_w, True)} SOC "
                 f"{'—' if f.soc_pct is None else f'{f.soc_pct:.0f} %'}, "
                 f"EcoCute {f.water_heater or '—'}, house {_w(f.house_w)}; "
@@ -141,7 +150,7 @@ class DemoView:
             t.add_column(col, justify="right")
         t.add_row(
             _w(f.meter_w, True),
-            _w(f.pv_w),
+            f.pv_text,
             _w(f.battery_w, True),
             "—" if f.soc_pct is None else f"{f.soc_pct:.1f} %",
             f.water_heater or "—",

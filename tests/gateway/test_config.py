@@ -327,6 +327,12 @@ def test_locate_keys_handles_arrays_and_subtables() -> None:
 
 # ------------------------------------------------------------------ Modbus register maps, links
 
+#: The base config without its ECHONET battery: a register-mapped hybrid is the battery here.
+MAP_BASE = BASE_CONFIG.replace(
+    'name = "battery"\nkind = "battery"', 'name = "battery"\nkind = "battery"\nenabled = false'
+)
+assert MAP_BASE != BASE_CONFIG
+
 MAP_DEVICE = """
 [[device]]
 name = "hybrid"
@@ -372,7 +378,7 @@ value = 9.8
 
 
 def test_register_map_is_parsed(write_config: WriteConfig) -> None:
-    cfg = load(write_config(BASE_CONFIG + MAP_DEVICE))
+    cfg = load(write_config(MAP_BASE + MAP_DEVICE))
     dev = cfg.devices[-1]
     assert [r.meaning for r in dev.registers] == [
         "power_w",
@@ -506,7 +512,7 @@ def test_broken_register_map(
 ) -> None:
     old, new = edit
     assert old in MAP_DEVICE, old
-    path = write_config(BASE_CONFIG + MAP_DEVICE.replace(old, new, 1))
+    path = write_config(MAP_BASE + MAP_DEVICE.replace(old, new, 1))
     found = issues_of(path)
     matching = [i for i in found if i.path == key]
     assert matching, f"no issue for {key}: {[str(i) for i in found]}"
@@ -524,19 +530,19 @@ def test_example_register_map_validates(write_config: WriteConfig) -> None:
     lines = ['[[device]]\nname = "hybrid"'] + [
         line[2:] if line.startswith("# ") else "" for line in block.splitlines()
     ]
-    dev = load(write_config(BASE_CONFIG + "\n".join(lines) + "\n")).devices[-1]
+    dev = load(write_config(MAP_BASE + "\n".join(lines) + "\n")).devices[-1]
     assert dev.serial == "/dev/ttyUSB1" and dev.unit_id == 3 and len(dev.registers) == 7
 
 
 def test_register_map_as_a_plain_table_is_refused(write_config: WriteConfig) -> None:
-    text = BASE_CONFIG + MAP_DEVICE.split("[[device.registers]]")[0]
+    text = MAP_BASE + MAP_DEVICE.split("[[device.registers]]")[0]
     issue = only(write_config(text + "[device.registers]\nsoc = 30845\n"))
     assert issue.path == "device[1].registers"
     assert issue.message == "expected an array of tables [[device.registers]], found table"
 
 
 def test_register_map_issue_points_at_its_own_line(write_config: WriteConfig) -> None:
-    path = write_config(BASE_CONFIG + MAP_DEVICE.replace('type = "s32"', 'type = "i32"'))
+    path = write_config(MAP_BASE + MAP_DEVICE.replace('type = "s32"', 'type = "i32"'))
     issue = only(path)
     assert issue.path == "device[1].registers[0].type"
     assert path.read_text().splitlines()[issue.line - 1] == 'type = "i32"'  # type: ignore[operator]
@@ -547,7 +553,7 @@ def test_devices_sharing_a_line_share_its_settings(write_config: WriteConfig) ->
         '\n[[device]]\nname = "{name}"\nkind = "pv"\nprotocol = "modbus"\nsunspec = true\n'
         'serial = "/dev/ttyUSB1"\nunit_id = {unit}\nbaudrate = {baud}\n'
     )
-    text = BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600)
+    text = MAP_BASE + rtu.format(name="a", unit=1, baud=9600)
     text += rtu.format(name="b", unit=2, baud=19200) + rtu.format(name="c", unit=1, baud=9600)
     found = {i.path: i.message for i in issues_of(write_config(text))}
     assert found == {
@@ -557,7 +563,7 @@ def test_devices_sharing_a_line_share_its_settings(write_config: WriteConfig) ->
     }
     # A hybrid inverter: its PV and its battery answer at the same unit id.
     hybrid = rtu.format(name="b", unit=1, baud=9600).replace('kind = "pv"', 'kind = "battery"')
-    load(write_config(BASE_CONFIG + rtu.format(name="a", unit=1, baud=9600) + hybrid))
+    load(write_config(MAP_BASE + rtu.format(name="a", unit=1, baud=9600) + hybrid))
 
 
 def test_locate_keys_handles_nested_arrays_of_tables() -> None:
@@ -576,7 +582,7 @@ def test_check_config_reports_register_map_mistakes(write_config: WriteConfig) -
     text = MAP_DEVICE.replace('meaning = "soc_pct"', 'meaning = "soc"').replace(
         "address = 40149", 'address = 40149\nfunction = "input"'
     )
-    path = write_config(BASE_CONFIG + text)
+    path = write_config(MAP_BASE + text)
     result = CliRunner().invoke(main, ["check-config", "-c", str(path)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
@@ -606,3 +612,65 @@ def test_battery_stale_s_out_of_range(write_config: WriteConfig) -> None:
     path = write_config(BASE_CONFIG.replace("[limits]", "[limits]\nbattery_stale_s = 2", 1))
     issue = only(path)
     assert issue.path == "limits.battery_stale_s"
+
+
+SUNSPEC_BATTERY = (
+    '\n[[device]]\nname = "{name}"\nkind = "battery"\nprotocol = "modbus"\n'
+    'host = "192.0.2.20"\nsunspec = true\n{extra}'
+)
+
+
+def test_reverse_flow_is_declared_on_a_battery(write_config: WriteConfig) -> None:
+    text = MAP_BASE + SUNSPEC_BATTERY.format(name="inverter", extra="reverse_flow = true\n")
+    cfg = load(write_config(text))
+    assert cfg.devices[-1].reverse_flow is True
+    assert cfg.devices[0].reverse_flow is None  # not declared: unknown
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('reverse_flow = "yes"', "expected true or false, found string 'yes'"),
+        ("reverse_flow = 1", "expected true or false, found integer 1"),
+    ],
+)
+def test_reverse_flow_takes_a_boolean(write_config: WriteConfig, line: str, message: str) -> None:
+    issue = only(write_config(MAP_BASE + SUNSPEC_BATTERY.format(name="inv", extra=line + "\n")))
+    assert issue.path == "device[1].reverse_flow"
+    assert issue.message == message
+
+
+def test_reverse_flow_is_for_batteries_only(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG + (
+        '\n[[device]]\nname = "pv"\nkind = "pv"\nprotocol = "echonet"\n'
+        'host = "127.0.0.21"\neoj = "027901"\nreverse_flow = true\n'
+    )
+    issue = only(write_config(text))
+    assert issue.path == "device[1].reverse_flow"
+    assert issue.message == "only valid for batteries, not a pv"
+
+
+def test_a_second_battery_is_refused(write_config: WriteConfig) -> None:
+    path = write_config(BASE_CONFIG + SUNSPEC_BATTERY.format(name="inverter", extra=""))
+    issue = only(path)
+    assert issue.path == "device[1].kind"
+    assert issue.message == (
+        "only one battery can be controlled; device[0] (battery) is already the battery "
+        "(set enabled = false on one of them)"
+    )
+    assert path.read_text().splitlines()[issue.line - 1] == 'kind = "battery"'  # type: ignore[operator]
+    # Disabled, it may stay in the file (a spare, or the old one kept for reference).
+    spare = SUNSPEC_BATTERY.format(name="inverter", extra="enabled = false\n")
+    assert len(load(write_config(BASE_CONFIG + spare)).devices) == 2
+
+
+def test_several_pv_inverters_are_accepted(write_config: WriteConfig) -> None:
+    text = BASE_CONFIG
+    for i, eoj in enumerate(("027901", "027902")):
+        text += (
+            f'\n[[device]]\nname = "pv{i}"\nkind = "pv"\nprotocol = "echonet"\n'
+            f'host = "127.0.0.21"\neoj = "{eoj}"\n'
+        )
+    text += '\n[[device]]\nname = "flex"\nkind = "pv"\nprotocol = "modbus"\n'
+    text += 'host = "192.0.2.30"\nsunspec = true\n'
+    assert [d.kind for d in load(write_config(text)).devices].count("pv") == 3

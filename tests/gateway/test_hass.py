@@ -276,3 +276,39 @@ async def mosquitto_publish(port: int, topic: str, payload: bytes) -> None:
 
     async with aiomqtt.Client("127.0.0.1", port) as client:
         await client.publish(topic, payload, qos=1)
+
+
+def test_each_pv_inverter_is_a_device_when_there_are_several(
+    write_config: Callable[..., Path],
+) -> None:
+    two = BASE_CONFIG + (
+        '\n[[device]]\nname = "roof"\nkind = "pv"\nprotocol = "echonet"\nhost = "127.0.0.21"\n'
+        'eoj = "027901"\n\n[[device]]\nname = "pv-flex"\nkind = "pv"\nprotocol = "modbus"\n'
+        'host = "192.0.2.30"\nsunspec = true\n'
+    )
+    families = families_of(load(write_config(two)))
+    assert families == {"meter", "battery", "pv", "pv:roof", "pv:pv-flex"}
+    layout = Layout("ha", NODE, families)
+    docs = layout.discovery()
+    flex = docs[f"ha/sensor/{NODE}/pv_pv_flex_power/config"]
+    assert flex["unique_id"] == f"{NODE}_pv_pv_flex_power"
+    assert flex["device"]["name"] == "Solar PV pv_flex"
+    assert flex["state_topic"] == f"chisan/{NODE}/pv_pv_flex/power"
+    assert layout.states("pv.power_w@roof", 3000) == [(f"chisan/{NODE}/pv_roof/power", "3000")]
+    assert layout.states("pv.power_w", 4200) == [(f"chisan/{NODE}/pv/power", "4200")]
+
+
+async def test_several_pv_inverters_show_their_sum_and_each(mosquitto: Mosquitto) -> None:
+    hub = ReadingsHub()
+    hub.sum_over("pv.power_w", ["roof", "flex"])
+    hub.update("pv.power_w", 3000, now(), "device", device="roof")  # before the bridge starts
+    families = frozenset({"pv", "pv:roof", "pv:flex"})
+    async with (
+        watching(mosquitto.port, "homeassistant/#", f"chisan/{NODE}/#") as w,
+        bridge(mosquitto.port, hub, families),
+    ):
+        await w.wait(lambda: w.last.get(AVAIL) == b"online")
+        await w.wait(lambda: w.last.get(f"chisan/{NODE}/pv_roof/power") == b"3000")
+        hub.update("pv.power_w", 1200, now(), "device", device="flex")
+        await w.wait(lambda: w.last.get(f"chisan/{NODE}/pv_flex/power") == b"1200")
+        await w.wait(lambda: w.last.get(f"chisan/{NODE}/pv/power") == b"4200")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -214,3 +215,26 @@ async def test_device_energy_from_counters(store: Store) -> None:
     await s.on_meter_boundary(meter.at(datetime(2026, 11, 27, 0, 30, tzinfo=JST)))
     rec = records(store)[0]
     assert (rec["pv_wh"], rec["battery_charge_wh"], rec["battery_discharge_wh"]) == (640, 300, 0)
+
+
+async def test_pv_energy_of_several_inverters_only_over_the_same_inverters(store: Store) -> None:
+    """A sum over two inverters is never subtracted from a sum over one (a config change)."""
+    clock = ManualClock(datetime(2026, 11, 27, 0, 0, 10, tzinfo=JST))
+    meter = ScriptedMeter(clock)
+    counters: dict[str, Any] = {"pv_wh": 10_000, "pv_by_device": {"pv": 10_000}}
+
+    async def read() -> dict[str, Any]:
+        return dict(counters)
+
+    s = Settlement(SITE, meter, store, clock, device_counters=read)
+    slot = datetime(2026, 11, 27, 0, 0, tzinfo=JST)
+    await s.on_meter_boundary(meter.at(slot))
+    counters.update(pv_wh=12_500, pv_by_device={"pv": 10_300, "pv_flex": 2_200})
+    clock.advance(1800)
+    await s.on_meter_boundary(meter.at(slot + timedelta(minutes=30)))
+    counters.update(pv_wh=13_000, pv_by_device={"pv": 10_700, "pv_flex": 2_300})
+    clock.advance(1800)
+    await s.on_meter_boundary(meter.at(slot + timedelta(minutes=60)))
+    first, second = records(store)
+    assert "pv_wh" not in first  # one inverter, then two: not comparable
+    assert second["pv_wh"] == 500

@@ -96,6 +96,15 @@ def check(summary: dict[str, Any], records_file: Path) -> list[dict[str, Any]]:
     assert summary["export_wh"] == sum(r["export_wh"] or 0 for r in settled) >= 0
     assert summary["import_wh"] + summary["export_wh"] > 0
 
+    # Both PV inverters are in the stored sub-metering: the records' pv_wh is the ECHONET PV's
+    # and the SunSpec PV's counters together, each following the same sky at its own rating.
+    assert summary["pv_wh"] == sum(r.get("pv_wh") or 0 for r in day)
+    per_pv = summary["pv_device_wh"]
+    assert set(per_pv) == {"pv", "pv_flex"}
+    assert summary["pv_wh"] == per_pv["pv"] + per_pv["pv_flex"]
+    if summary["pv_wh"] > 1000:  # a daytime run: enough energy to compare the arrays
+        assert 0.3 < per_pv["pv_flex"] / per_pv["pv"] < 0.6  # 2.0 kW vs 4.5 kW of modules
+
     assert summary["commands_sent"] >= 1
     assert summary["commands_acked"] == summary["commands_sent"]
     for cmd in summary["commands"]:

@@ -89,11 +89,26 @@ async def test_doctor_passes_on_a_working_home(tmp_path: Path, mosquitto: Mosqui
             f'\n[[device]]\nname = "inverter"\nkind = "battery"\nprotocol = "modbus"\n'
             f'host = "127.0.0.1"\nport = {sunspec.port}\nsunspec = true\n'
         )
-        doctor = Doctor(b.config(mosquitto.port, lambda t: t + modbus), SYNCED)
+        # One controllable battery: the SunSpec inverter is it, the node's battery is off.
+        battery = 'name = "battery"\nkind = "battery"'
+        doctor = Doctor(
+            b.config(
+                mosquitto.port,
+                lambda t: t.replace(battery, battery + "\nenabled = false") + modbus,
+            ),
+            SYNCED,
+        )
         results = by_name(await doctor.run())
+        # The same home with its ECHONET battery as the one battery.
+        plain = Doctor(b.config(mosquitto.port), SYNCED)
+        echonet = by_name(await plain.run())
     assert results.pop("disk").verdict in (Verdict.PASS, Verdict.WARN)  # the machine's own disk
     bad = {n: (r.verdict, r.detail) for n, r in results.items() if r.verdict is not Verdict.PASS}
-    assert bad == {"device:ecocute": (Verdict.SKIP, "enabled = false")}
+    assert bad == {
+        "device:ecocute": (Verdict.SKIP, "enabled = false"),
+        "device:battery": (Verdict.SKIP, "enabled = false"),
+    }
+    assert plain.ok
     assert doctor.ok and not doctor.daemon_running
     module = results["wisun_module"]
     assert module.data["dialect"] == "bp35a1" and module.data["data_mode"] == "hex"
@@ -101,7 +116,7 @@ async def test_doctor_passes_on_a_working_home(tmp_path: Path, mosquitto: Mosqui
     join = results["broute_join"]
     assert join.data["channel"] == 0x21 and join.data["pan_id"] == "8888"
     assert isinstance(results["meter_reading"].data["power_w"], int)
-    battery = results["device:battery"].data
+    battery = echonet["device:battery"].data
     assert battery["soc_pct"] == 62 and battery["reverse_flow_ok"] is True
     assert battery["capacity_wh"] == 9800
     assert results["device:pv"].data["fit_contract"] == "non_fit"
@@ -133,15 +148,15 @@ async def test_silent_device_and_fit_mismatch(tmp_path: Path, mosquitto: Mosquit
         def edit(text: str) -> str:
             text = text.replace("fit = false", "fit = true", 1)
             return text + (
-                f'\n[[device]]\nname = "battery2"\nkind = "battery"\nprotocol = "echonet"\n'
-                f'host = "{SILENT}"\neoj = "027D01"\n'
+                f'\n[[device]]\nname = "pv2"\nkind = "pv"\nprotocol = "echonet"\n'
+                f'host = "{SILENT}"\neoj = "027901"\n'
             )
 
         path = b.config(mosquitto.port, edit)
         text = path.read_text().replace("[echonet]\n", "[echonet]\nretries = 0\n")
         path.write_text(text.replace("timeout_s = 2\n", "timeout_s = 0.5\n"))
         results = by_name(await Doctor(path, SYNCED).run())
-    silent = results["device:battery2"]
+    silent = results["device:pv2"]
     assert silent.verdict is Verdict.FAIL
     assert (
         silent.next_step

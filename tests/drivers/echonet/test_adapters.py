@@ -165,6 +165,7 @@ async def test_pv_state_and_limits(
     assert isinstance(pv, PvState) and isinstance(pv, PvLimit)
     assert (await pv.generation_w()).value == round(4500 * 0.85)
     assert (await pv.fit_contract()).value == "fit"
+    assert await pv.rated_w() == 4500.0  # E8: how a W limit is shared between inverters
     await drive(clock, pv.limit_pct(40))
     assert (await pv.generation_w()).value == 1800
     await drive(clock, pv.limit_w(1000))

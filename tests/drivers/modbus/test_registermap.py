@@ -236,6 +236,7 @@ async def test_pv_limit_through_a_percent_register(tmp_path: Path) -> None:
     registers = PV_REGISTERS + PV_LIMIT_REGISTERS
     async with mapped("pv", registers, tmp_path, pv_w=3000) as (sim, pv, clock):
         assert isinstance(pv, MappedPvLimit) and isinstance(pv, PvLimit)
+        assert await pv.rated_w() == 4000.0
         await drive(clock, pv.limit_pct(50))
         assert sim.reg(PV_LIMIT) == 50 and (await pv.generation_w()).value == 2000.0
         await drive(clock, pv.limit_w(1000))  # 1 kW of the 4 kW rating: 25 %
