@@ -126,6 +126,30 @@ class BatteryControl(Protocol):
     async def auto(self) -> None: ...
 
 
+class ModeCommands:
+    """BatteryControl as one command path: every verb becomes ``_run(mode, watts)``.
+
+    Each battery adapter validates, sends and confirms a mode change in its own protocol's
+    sequence; inheriting the four verbs from here keeps the verb → (mode, watts) mapping in one
+    place for all of them.
+    """
+
+    async def _run(self, mode: BatteryMode, watts: int | None) -> None:
+        raise NotImplementedError
+
+    async def charge(self, watts: int) -> None:
+        await self._run(BatteryMode.CHARGE, watts)
+
+    async def discharge(self, watts: int) -> None:
+        await self._run(BatteryMode.DISCHARGE, watts)
+
+    async def standby(self) -> None:
+        await self._run(BatteryMode.STANDBY, None)
+
+    async def auto(self) -> None:
+        await self._run(BatteryMode.AUTO, None)
+
+
 @runtime_checkable
 class BatteryCounters(Protocol):
     async def charged_wh(self) -> Measured[int | None]: ...

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from drivers.capabilities import BatteryMode, BatteryRatings, Measured
+from drivers.capabilities import BatteryMode, BatteryRatings, Measured, ModeCommands
 from drivers.echonet.frame import EOJ
 from drivers.echonet.properties import PropertyError, spec_for
 from drivers.echonet.properties.types import Decoded, Int
@@ -274,7 +274,7 @@ class EchonetDevice:
 # ---------------------------------------------------------------------------------- battery
 
 
-class EchonetBattery(EchonetDevice):
+class EchonetBattery(ModeCommands, EchonetDevice):
     """Storage battery 0x027D: BatteryState, BatteryInfo, BatteryControl, BatteryCounters."""
 
     kind = "battery"
@@ -362,19 +362,7 @@ class EchonetBattery(EchonetDevice):
             value = self.watt_hours(dc, result.get(dc))
         return Measured(value, result.at)
 
-    # BatteryControl
-    async def charge(self, watts: int) -> None:
-        await self._run(BatteryMode.CHARGE, watts)
-
-    async def discharge(self, watts: int) -> None:
-        await self._run(BatteryMode.DISCHARGE, watts)
-
-    async def standby(self) -> None:
-        await self._run(BatteryMode.STANDBY, None)
-
-    async def auto(self) -> None:
-        await self._run(BatteryMode.AUTO, None)
-
+    # BatteryControl (the verbs come from ModeCommands)
     async def _run(self, mode: BatteryMode, watts: int | None) -> None:
         """The AIF-style sequence: check, amount, method and power, mode, confirm on CF/D3."""
         if watts is not None and (isinstance(watts, bool) or int(watts) != watts or watts <= 0):

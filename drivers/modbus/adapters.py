@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
-from drivers.capabilities import BatteryMode, BatteryRatings, Measured
+from drivers.capabilities import BatteryMode, BatteryRatings, Measured, ModeCommands
 from drivers.modbus.discovery import Chain, walk_chain
 from drivers.modbus.energy import EnergyIntegrator
 from drivers.modbus.link import DeviceHealth, LinkPool
@@ -324,7 +324,7 @@ _STORAGE_POINTS: Final = ("OutWRte", "InWRte", "InOutWRte_RvrtTms", "StorCtl_Mod
 _WSET_POINTS: Final = ("WSetMod", "WSet", "WSetRvrtTms", "WSetEna")
 
 
-class SunSpecBattery(SunSpecDevice):
+class SunSpecBattery(ModeCommands, SunSpecDevice):
     """A storage inverter: BatteryState/Info/Control/Counters.
 
     Controlled through model 704 (WSet, absolute watts) when the device has it, else model 124
@@ -481,16 +481,7 @@ class SunSpecBattery(SunSpecDevice):
         measured = await self.power_w()
         return measured.value, measured.at
 
-    # BatteryControl
-    async def charge(self, watts: int) -> None:
-        await self._run(BatteryMode.CHARGE, watts)
-
-    async def discharge(self, watts: int) -> None:
-        await self._run(BatteryMode.DISCHARGE, watts)
-
-    async def standby(self) -> None:
-        await self._run(BatteryMode.STANDBY, None)
-
+    # BatteryControl (charge, discharge and standby come from ModeCommands)
     async def auto(self) -> None:
         """End the gateway's command: the control points go back to what they were before it."""
         model_id = 704 if await self.uses_wset() else 124

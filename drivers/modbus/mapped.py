@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from drivers.capabilities import BatteryMode, BatteryRatings, Measured
+from drivers.capabilities import BatteryMode, BatteryRatings, Measured, ModeCommands
 from drivers.modbus.energy import EnergyIntegrator
 from drivers.modbus.registermap import (
     MEANINGS,
@@ -131,7 +131,7 @@ class MappedDevice:
         raise NotImplementedError
 
 
-class MappedBattery(MappedDevice):
+class MappedBattery(ModeCommands, MappedDevice):
     """BatteryState/Info/Control/Counters from a register map."""
 
     kind = "battery"
@@ -188,19 +188,7 @@ class MappedBattery(MappedDevice):
     async def discharged_wh(self) -> Measured[int | None]:
         return await self._counter("discharged_kwh")
 
-    # BatteryControl
-    async def charge(self, watts: int) -> None:
-        await self._run(BatteryMode.CHARGE, watts)
-
-    async def discharge(self, watts: int) -> None:
-        await self._run(BatteryMode.DISCHARGE, watts)
-
-    async def standby(self) -> None:
-        await self._run(BatteryMode.STANDBY, None)
-
-    async def auto(self) -> None:
-        await self._run(BatteryMode.AUTO, None)
-
+    # BatteryControl (the verbs come from ModeCommands)
     async def _run(self, mode: BatteryMode, watts: int | None) -> None:
         written: dict[str, list[int]] = {}
         if watts is not None:
