@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, Final, Self, cast
@@ -28,6 +27,7 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.loopback import free_port
 from drivers.modbus.simdevices import (
     SimBatteryInverter,
     SimPvInverter,
@@ -39,14 +39,6 @@ from gateway.clock import Clock
 __all__ = ["ModbusSim", "SunSpecSim", "free_port", "home_units"]
 
 _WRITE_CODES: Final = frozenset({6, 16, 23})
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (for the simulator, or for "unreachable" tests)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _TcpServer(ModbusTcpServer):

@@ -13,12 +13,13 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from drivers.loopback import free_port
 
 
 class BrokerChoice(StrEnum):
@@ -38,12 +39,6 @@ class BrokerInfo:
 
 class BrokerUnavailable(RuntimeError):
     """The broker asked for cannot run here; the message says what to install."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def mosquitto_binary() -> str | None:
